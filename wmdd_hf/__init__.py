@@ -1,0 +1,42 @@
+"""wmdd_hf: dataset distillation via the Wasserstein metric (WMDD), for the Hugging Face ecosystem."""
+
+from .arguments import DistillationArguments
+from .augment import AugmentConfig, apply_views, augment, sample_views
+from .backbones import Backbone, load_backbone, save_backbone
+from .barycenter import BarycenterResult, wasserstein_barycenter
+from .data import DatasetValidationError, load_fashion_mnist, load_image_dataset, validate_dataset
+from .distiller import Distiller, DistillerState
+from .hub import load_distilled, push_distilled, save_distilled
+from .soft_labels import augmented_soft_labels, soft_labels
+from .statistics import ClassStatistics, collect_class_statistics
+from .synthesis import SynthesisConfig, synthesize_batch
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AugmentConfig",
+    "Backbone",
+    "BarycenterResult",
+    "ClassStatistics",
+    "DatasetValidationError",
+    "DistillationArguments",
+    "Distiller",
+    "DistillerState",
+    "SynthesisConfig",
+    "apply_views",
+    "augment",
+    "augmented_soft_labels",
+    "collect_class_statistics",
+    "load_backbone",
+    "load_distilled",
+    "load_fashion_mnist",
+    "load_image_dataset",
+    "push_distilled",
+    "sample_views",
+    "save_backbone",
+    "save_distilled",
+    "soft_labels",
+    "synthesize_batch",
+    "validate_dataset",
+    "wasserstein_barycenter",
+]

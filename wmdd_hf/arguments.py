@@ -1,0 +1,165 @@
+"""``DistillationArguments``: every knob of a WMDD run, as a dataclass that ``HfArgumentParser`` reads from CLI flags
+and YAML/JSON files. Names follow ``transformers.TrainingArguments`` where the concept exists there."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+
+from .augment import AugmentConfig
+from .synthesis import BN_LOSSES, FEATURE_LOSSES, SynthesisConfig
+
+INITS = ("noise", "real")
+BARYCENTER_WEIGHTS = ("learned", "uniform")
+BARYCENTER_SOLVERS = ("exact", "sinkhorn")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+#: Arguments that do not change the distilled set: they may differ when a run is resumed.
+NON_RESULT_FIELDS = {
+    "output_dir",
+    "overwrite_output_dir",
+    "logging_steps",
+    "report_to",
+    "run_name",
+    "push_to_hub",
+    "hub_dataset_id",
+    "hub_private_repo",
+    "hub_token",
+    "num_workers",
+    "disable_tqdm",
+    "save_plots",
+}
+
+
+@dataclass
+class DistillationArguments:
+    """Arguments of :class:`wmdd_hf.Distiller` (and of ``examples/distill.py``)."""
+
+    output_dir: str = field(
+        default="outputs/wmdd-fashion-mnist-ipc10",
+        metadata={"help": "Where checkpoints, pictures and the distilled set are written."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Start afresh even if output_dir holds another run."}
+    )
+    images_per_class: int = field(
+        default=10, metadata={"help": "IPC: synthetic images (= barycenter points) per class."}
+    )
+    iterations: int = field(default=1000, metadata={"help": "Synthesis steps per class batch."})
+    learning_rate: float = field(
+        default=0.1, metadata={"help": "Adam learning rate on pixels in [0, 1] (cosine decay)."}
+    )
+    bn_weight: float = field(default=0.1, metadata={"help": "lambda: weight of the per-class norm-statistics term."})
+    feature_loss: str = field(
+        default="wasserstein",
+        metadata={"help": "Feature term: 'wasserstein' (match barycenter points) or 'cross_entropy'."},
+    )
+    bn_loss: str = field(
+        default="per_class", metadata={"help": "Norm-statistics term: 'per_class' (PCBN), 'global' (SRe2L) or 'none'."}
+    )
+    barycenter_weights: str = field(
+        default="learned", metadata={"help": "'learned' (the paper) or 'uniform' barycenter weights."}
+    )
+    barycenter_iterations: int = field(default=30, metadata={"help": "Alternating rounds of the barycenter solver."})
+    barycenter_solver: str = field(
+        default="exact", metadata={"help": "Transport solver: 'exact' (network simplex) or 'sinkhorn'."}
+    )
+    barycenter_damping: float = field(default=1.0, metadata={"help": "theta of the position step, in (0, 1]."})
+    max_features_per_class: int | None = field(
+        default=None, metadata={"help": "Cap on features kept per class (seeded random subset)."}
+    )
+    init: str = field(
+        default="noise",
+        metadata={"help": "Initial pixels: 'noise' or 'real' (the real images nearest to the barycenter points)."},
+    )
+    batch_size: int = field(
+        default=100,
+        metadata={"help": "Synthetic images optimised together (whole classes: max(1, batch_size // IPC) classes)."},
+    )
+    stats_batch_size: int = field(default=500, metadata={"help": "Batch size of the statistics pass."})
+    crop_scale_min: float = field(
+        default=0.5, metadata={"help": "Smallest area fraction of the random resized crop during synthesis."}
+    )
+    jitter: float = field(default=0.0, metadata={"help": "Random translation (fraction of the side) during synthesis."})
+    temperature: float = field(default=1.0, metadata={"help": "Temperature of the stored soft labels."})
+    soft_label_epochs: int = field(
+        default=0, metadata={"help": "Augmented views per image with stored soft labels (0: none)."}
+    )
+    seed: int = field(default=42, metadata={"help": "Run seed; per-class seeds derive from it and the class id."})
+    image_column: str | None = field(default=None, metadata={"help": "Image column (auto-detected)."})
+    label_column: str | None = field(default=None, metadata={"help": "ClassLabel column (auto-detected)."})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader workers of the statistics pass."})
+    logging_steps: int = field(default=50, metadata={"help": "Log losses every this many synthesis steps."})
+    report_to: str = field(
+        default="none",
+        metadata={"help": "Tracker(s) for Accelerate: 'tensorboard', 'wandb', 'all' or 'none' (comma-separated)."},
+    )
+    run_name: str | None = field(default=None, metadata={"help": "Tracker run name."})
+    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
+    save_plots: bool = field(
+        default=True, metadata={"help": "Save the synthetic grid and the barycenter PCA pictures."}
+    )
+    push_to_hub: bool = field(
+        default=False, metadata={"help": "Push the distilled set to the Hub at the end of distill()."}
+    )
+    hub_dataset_id: str | None = field(default=None, metadata={"help": "Hub dataset repo, 'user/name'."})
+    hub_private_repo: bool | None = field(default=None, metadata={"help": "Create the repo private."})
+    hub_token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
+
+    def __post_init__(self):
+        def one_of(name: str, allowed: tuple[str, ...]):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not one of {list(allowed)}.")
+
+        one_of("feature_loss", FEATURE_LOSSES)
+        one_of("bn_loss", BN_LOSSES)
+        one_of("barycenter_weights", BARYCENTER_WEIGHTS)
+        one_of("barycenter_solver", BARYCENTER_SOLVERS)
+        one_of("init", INITS)
+        if self.images_per_class < 1:
+            raise ValueError(f"images_per_class={self.images_per_class}: it must be at least 1.")
+        for name in ("iterations", "batch_size", "stats_batch_size", "barycenter_iterations", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1.")
+        if self.learning_rate <= 0 or self.bn_weight < 0 or self.temperature <= 0:
+            raise ValueError("learning_rate and temperature must be > 0 and bn_weight >= 0.")
+        if not 0 < self.barycenter_damping <= 1:
+            raise ValueError(f"barycenter_damping={self.barycenter_damping} must be in (0, 1].")
+        if not 0 < self.crop_scale_min <= 1:
+            raise ValueError(f"crop_scale_min={self.crop_scale_min} must be in (0, 1].")
+        if self.push_to_hub and not self.hub_dataset_id:
+            raise ValueError("push_to_hub=True needs hub_dataset_id='user/name'.")
+        if self.hub_dataset_id is not None and not _HUB_ID.match(self.hub_dataset_id):
+            raise ValueError(f"hub_dataset_id={self.hub_dataset_id!r} is not a repo id of the form 'user/name'.")
+
+    @property
+    def classes_per_batch(self) -> int:
+        return max(1, self.batch_size // self.images_per_class)
+
+    def synthesis_config(self) -> SynthesisConfig:
+        return SynthesisConfig(
+            iterations=self.iterations,
+            learning_rate=self.learning_rate,
+            bn_weight=self.bn_weight,
+            feature_loss=self.feature_loss,
+            bn_loss=self.bn_loss,
+            augment=AugmentConfig(scale=(self.crop_scale_min, 1.0), flip=True, jitter=self.jitter),
+            log_every=self.logging_steps,
+        )
+
+    def result_arguments(self) -> dict:
+        """The arguments that determine the distilled set (compared when a run resumes)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in NON_RESULT_FIELDS}
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hub_token"] = "<redacted>" if d["hub_token"] else None
+        return d
+
+    @property
+    def trackers(self) -> list[str]:
+        if self.report_to in ("none", "", None):
+            return []
+        return [t.strip() for t in self.report_to.split(",")]

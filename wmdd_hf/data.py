@@ -1,0 +1,381 @@
+"""From `datasets` image-classification data to tensors the backbones eat.
+
+Images travel as ``uint8`` tensors of shape ``(C, H, W)`` at the backbone's input size and channel count; the
+backbone adapter (:mod:`wmdd_hf.backbones`) turns them into normalised floats itself. Synthetic images are therefore
+optimised in plain pixel space ``[0, 1]`` and written out as PNG without any de-normalisation step.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, IterableDataset, Value
+from PIL import Image as PILImage
+
+logger = logging.getLogger(__name__)
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_HUB_ID = "zalando-datasets/fashion_mnist"
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+#: Decoded images up to this many bytes are cached in memory as one uint8 array (the fast path for small datasets).
+DECODED_CACHE_LIMIT_BYTES = 2 * 1024**3
+
+AnyImageDataset = Dataset | IterableDataset
+
+
+def default_cache_dir() -> Path:
+    """``$WMDD_HF_CACHE`` or ``~/.cache/wmdd_hf``."""
+    return Path(os.environ.get("WMDD_HF_CACHE", Path.home() / ".cache" / "wmdd_hf"))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Fashion-MNIST, the embedded default
+# --------------------------------------------------------------------------------------------------------------------
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _fashion_mnist_from_idx(folder: Path) -> DatasetDict:
+    features = Features({"image": Image(), "label": ClassLabel(names=FASHION_MNIST_CLASSES)})
+    splits = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images = _read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")
+        labels = _read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz")
+        rows = {"image": [PILImage.fromarray(a) for a in images], "label": labels.astype(np.int64).tolist()}
+        splits[split] = Dataset.from_dict(rows, features=features)
+    return DatasetDict(splits)
+
+
+def load_fashion_mnist(
+    cache_dir: str | os.PathLike | None = None, idx_dir: str | os.PathLike | None = None
+) -> DatasetDict:
+    """Fashion-MNIST as a ``DatasetDict(train=60000, test=10000)`` with ``image`` (Image) and ``label`` (ClassLabel).
+
+    Built from the IDX files of Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``)
+    and cached with ``save_to_disk`` under ``cache_dir`` after the first build (~10 s). Without the Debian files it
+    falls back to ``load_dataset("zalando-datasets/fashion_mnist")``.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "fashion_mnist"
+    if (cache / "dataset_dict.json").exists():
+        return DatasetDict.load_from_disk(str(cache))
+    folder = Path(idx_dir) if idx_dir is not None else FASHION_MNIST_DIR
+    if (folder / "train-images-idx3-ubyte.gz").exists():
+        logger.info("Building Fashion-MNIST from %s (cached in %s)", folder, cache)
+        dataset = _fashion_mnist_from_idx(folder)
+    else:
+        try:
+            from datasets import load_dataset
+
+            dataset = load_dataset(FASHION_MNIST_HUB_ID)
+        except Exception as error:  # noqa: BLE001 - any failure means: no data anywhere
+            raise FileNotFoundError(
+                f"Fashion-MNIST was not found in {folder} and could not be loaded from the Hub "
+                f"({FASHION_MNIST_HUB_ID}: {error.__class__.__name__}). Install Debian's package with "
+                "`apt-get install dataset-fashion-mnist` (after `apt-get update`), or pass another dataset."
+            ) from error
+    tmp = cache.with_name(cache.name + ".tmp")
+    dataset.save_to_disk(str(tmp))
+    if cache.exists():
+        import shutil
+
+        shutil.rmtree(cache)
+    tmp.rename(cache)
+    return DatasetDict.load_from_disk(str(cache))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Columns and validation
+# --------------------------------------------------------------------------------------------------------------------
+class DatasetValidationError(ValueError):
+    """The dataset cannot be distilled as given; the message says what to change."""
+
+
+def detect_columns(
+    features: Features | None, image_column: str | None = None, label_column: str | None = None
+) -> tuple[str, str]:
+    """Names of the image and label columns, auto-detected from the features unless given.
+
+    Raises :class:`DatasetValidationError` when there is no ``Image`` column or no ``ClassLabel`` column.
+    """
+    if features is None:
+        raise DatasetValidationError(
+            "The dataset has no known features (a streaming dataset without `features`); "
+            "call `dataset = dataset.cast(features)` or pass `image_column` and `label_column`."
+        )
+    names = list(features)
+    if image_column is None:
+        candidates = [n for n, f in features.items() if isinstance(f, Image)]
+        if not candidates:
+            raise DatasetValidationError(
+                f"No image column found among {names}: the dataset needs a column of the `datasets.Image` feature. "
+                "Cast it with `dataset.cast_column(name, datasets.Image())` or pass `image_column=`."
+            )
+        image_column = candidates[0]
+    elif image_column not in features:
+        raise DatasetValidationError(
+            f"image_column={image_column!r} is not a column of the dataset (columns: {names})."
+        )
+    if label_column is None:
+        candidates = [n for n, f in features.items() if isinstance(f, ClassLabel)]
+        if not candidates:
+            ints = [n for n, f in features.items() if isinstance(f, Value) and f.dtype.startswith("int")]
+            hint = (
+                f" Integer column(s) {ints} have no class names: cast with "
+                f"`dataset = dataset.cast_column({ints[0]!r}, datasets.ClassLabel(names=[...]))`."
+                if ints
+                else ""
+            )
+            raise DatasetValidationError(f"No ClassLabel column found among {names}.{hint}")
+        label_column = candidates[0]
+    elif label_column not in features:
+        raise DatasetValidationError(
+            f"label_column={label_column!r} is not a column of the dataset (columns: {names})."
+        )
+    if not isinstance(features[label_column], ClassLabel):
+        raise DatasetValidationError(
+            f"Column {label_column!r} is {features[label_column]!r}, not a ClassLabel: cast with "
+            f"`dataset = dataset.cast_column({label_column!r}, datasets.ClassLabel(names=[...]))`."
+        )
+    return image_column, label_column
+
+
+def class_names(dataset: AnyImageDataset, label_column: str) -> list[str]:
+    return list(dataset.features[label_column].names)
+
+
+def labels_array(dataset: Dataset, label_column: str) -> np.ndarray:
+    """All labels as an ``int64`` array, read from Arrow without decoding any image."""
+    return np.asarray(dataset.data.column(label_column).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def class_index(dataset: Dataset, label_column: str) -> dict[int, np.ndarray]:
+    """``{class id: row indices}`` for every class of the ClassLabel (empty arrays for absent classes)."""
+    labels = labels_array(dataset, label_column)
+    num_classes = dataset.features[label_column].num_classes
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(num_classes + 1))
+    return {k: order[bounds[k] : bounds[k + 1]] for k in range(num_classes)}
+
+
+def validate_dataset(
+    dataset: AnyImageDataset,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    num_classes: int | None = None,
+    min_per_class: int = 1,
+    check_images: int = 8,
+) -> tuple[str, str]:
+    """Checks a dataset before any expensive work and returns ``(image_column, label_column)``.
+
+    Checks: an Image and a ClassLabel column; the number of classes equals ``num_classes`` (the teacher's) when
+    given; every class has at least ``min_per_class`` rows (map-style datasets); the first ``check_images`` images
+    decode (the failing row index is reported).
+    """
+    image_column, label_column = detect_columns(dataset.features, image_column, label_column)
+    names = class_names(dataset, label_column)
+    if num_classes is not None and len(names) != num_classes:
+        raise DatasetValidationError(
+            f"The dataset has {len(names)} classes but the teacher predicts {num_classes}: use a teacher trained on "
+            "this dataset (see examples/train_teacher.py) or a dataset with the teacher's classes."
+        )
+    if isinstance(dataset, Dataset):
+        counts = np.bincount(labels_array(dataset, label_column), minlength=len(names))
+        short = [f"{names[k]!r} ({counts[k]})" for k in range(len(names)) if counts[k] < min_per_class]
+        if short:
+            raise DatasetValidationError(
+                f"Class(es) {', '.join(short)} have fewer than {min_per_class} example(s) in the dataset; every class "
+                "of the ClassLabel needs examples. Filter the ClassLabel to the classes present, or lower "
+                "images_per_class when initialising from real images."
+            )
+        rows = range(min(check_images, len(dataset)))
+        for i in rows:
+            decode_row(dataset, i, image_column)
+    return image_column, label_column
+
+
+def decode_row(dataset: Dataset, index: int, image_column: str) -> PILImage.Image:
+    try:
+        image = dataset[index][image_column]
+        if not isinstance(image, PILImage.Image):
+            raise TypeError(f"decoded to {type(image).__name__}")
+        image.load()
+        return image
+    except Exception as error:  # noqa: BLE001 - report any decoding failure with its row
+        raise DatasetValidationError(
+            f"The image in row {index} (column {image_column!r}) cannot be decoded: {error}"
+        ) from error
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImageSpec:
+    """What a backbone wants: ``channels`` (1 or 3) and ``(height, width)`` in pixels."""
+
+    channels: int
+    size: tuple[int, int]
+
+    def to_uint8(self, image: PILImage.Image) -> torch.Tensor:
+        """PIL image -> ``uint8`` tensor ``(C, H, W)``: grayscale/RGB converted, shorter side resized, centre crop."""
+        image = image.convert("L" if self.channels == 1 else "RGB")
+        h, w = self.size
+        if image.size != (w, h):
+            scale = max(h / image.height, w / image.width)
+            new = (max(w, round(image.width * scale)), max(h, round(image.height * scale)))
+            image = image.resize(new, PILImage.BILINEAR)
+            left, top = (image.width - w) // 2, (image.height - h) // 2
+            image = image.crop((left, top, left + w, top + h))
+        array = np.asarray(image, dtype=np.uint8)
+        if array.ndim == 2:
+            array = array[None]
+        else:
+            array = array.transpose(2, 0, 1)
+        return torch.from_numpy(array.copy())
+
+
+class _Decoded(torch.utils.data.Dataset):
+    def __init__(self, dataset: Dataset, spec: ImageSpec, image_column: str, label_column: str):
+        self.dataset, self.spec, self.image_column, self.label_column = dataset, spec, image_column, label_column
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        try:
+            row = self.dataset[int(i)]
+            return self.spec.to_uint8(row[self.image_column]), int(row[self.label_column]), int(i)
+        except Exception as error:  # noqa: BLE001
+            raise DatasetValidationError(f"The image in row {i} cannot be decoded: {error}") from error
+
+
+def _collate(batch):
+    images, labels, rows = zip(*batch)
+    return torch.stack(images), torch.tensor(labels), torch.tensor(rows)
+
+
+def decode_all(
+    dataset: Dataset, spec: ImageSpec, image_column: str, label_column: str, num_workers: int = 0, progress: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image as one ``uint8`` tensor ``(N, C, H, W)`` and labels ``(N,)``; cached on disk by fingerprint."""
+    cache = default_cache_dir() / "decoded" / f"{dataset._fingerprint}-{spec.channels}x{spec.size[0]}x{spec.size[1]}.pt"
+    if cache.exists():
+        data = torch.load(cache)
+        return data["images"], data["labels"]
+    images, labels = [], []
+    for batch_images, batch_labels, _ in iterate_batches(
+        dataset,
+        spec,
+        image_column,
+        label_column,
+        batch_size=512,
+        num_workers=num_workers,
+        progress=progress,
+        desc="decoding",
+    ):
+        images.append(batch_images)
+        labels.append(batch_labels)
+    result = torch.cat(images), torch.cat(labels)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    torch.save({"images": result[0], "labels": result[1]}, tmp)
+    tmp.replace(cache)
+    return result
+
+
+def fits_in_memory(dataset: AnyImageDataset, spec: ImageSpec) -> bool:
+    if not isinstance(dataset, Dataset):
+        return False
+    return len(dataset) * spec.channels * spec.size[0] * spec.size[1] <= DECODED_CACHE_LIMIT_BYTES
+
+
+def iterate_batches(
+    dataset: AnyImageDataset,
+    spec: ImageSpec,
+    image_column: str,
+    label_column: str,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    indices: Iterable[int] | None = None,
+    progress: bool = False,
+    desc: str = "",
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yields ``(images uint8 (B, C, H, W), labels int64 (B,), row ids int64 (B,))``.
+
+    Map-style datasets go through a ``DataLoader`` (``num_workers`` processes decode in parallel), optionally over
+    ``indices`` only; ``IterableDataset`` (streaming) rows are decoded as they arrive, row ids counting from 0.
+    Nothing keeps more than one batch of decoded images.
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(dataset, Dataset):
+        source = _Decoded(dataset, spec, image_column, label_column)
+        if indices is not None:
+            source = torch.utils.data.Subset(source, list(indices))
+        loader = torch.utils.data.DataLoader(
+            source, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate
+        )
+        yield from tqdm(loader, desc=desc, disable=not progress, leave=False)
+        return
+    batch: list = []
+    for row_id, row in enumerate(tqdm(dataset, desc=desc, disable=not progress, leave=False)):
+        batch.append((spec.to_uint8(row[image_column]), int(row[label_column]), row_id))
+        if len(batch) == batch_size:
+            yield _collate(batch)
+            batch = []
+    if batch:
+        yield _collate(batch)
+
+
+def uint8_to_png_images(images: torch.Tensor) -> list[PILImage.Image]:
+    """``(N, C, H, W)`` uint8 or float in [0, 1] -> list of PIL images (mode L or RGB)."""
+    if images.dtype != torch.uint8:
+        images = (images.detach().clamp(0, 1) * 255).round().to(torch.uint8)
+    out = []
+    for image in images.cpu().numpy():
+        out.append(PILImage.fromarray(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)))
+    return out
+
+
+def load_image_dataset(
+    name: str, split: str | None = None, streaming: bool = False, **kwargs
+) -> AnyImageDataset | DatasetDict:
+    """``"fashion_mnist"`` (the embedded default), a folder written by ``save_to_disk``, an image folder, a folder of
+    parquet files, or a Hub dataset id; ``split`` selects one split."""
+    from datasets import load_dataset, load_from_disk
+
+    if name in ("fashion_mnist", "fashion-mnist"):
+        dataset = load_fashion_mnist()
+    elif Path(name).is_dir() and (
+        (Path(name) / "dataset_dict.json").exists() or (Path(name) / "dataset_info.json").exists()
+    ):
+        dataset = load_from_disk(name)
+    else:
+        dataset = load_dataset(name, streaming=streaming, **kwargs)
+    if split is not None and isinstance(dataset, dict):
+        if split not in dataset:
+            raise DatasetValidationError(f"Split {split!r} is not in {name!r} (splits: {list(dataset)}).")
+        return dataset[split]
+    return dataset

@@ -1,0 +1,194 @@
+"""The distilled set in Hub layout: save, push, load back.
+
+A distilled folder (and the Hub repo it is pushed to) holds::
+
+    README.md                          dataset card: YAML (configs, license, tags, ...) + body from model_cards/
+    data/train-00000-of-00001.parquet  default config: image (PNG bytes), label, soft_label, barycenter_weight
+    soft_labels/train-00000-of-00001.parquet   config "soft_labels" (when stored): epoch, image_index, view, soft_label
+    synthetic_grid.png                 the picture shown in the card
+    wmdd_hf.json                       arguments, teacher, evaluation (machine-readable)
+
+so that ``datasets.load_dataset(repo_or_folder)`` and ``load_dataset(repo_or_folder, "soft_labels")`` read it
+without wmdd_hf installed. Pushing uploads the whole folder in ONE commit that also deletes remote data files not in
+it, so no stale shard survives a re-push and the card's ``configs`` are never overwritten by a later step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from datasets import Dataset
+
+CARD_TEMPLATE = "distilled_dataset_card.md"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+
+
+class HubError(ValueError):
+    """A push cannot start (bad repo id, no token); nothing was uploaded."""
+
+
+def _template_text() -> str:
+    try:
+        return resources.files("wmdd_hf.model_cards").joinpath(CARD_TEMPLATE).read_text()
+    except (ModuleNotFoundError, FileNotFoundError):  # running from a source tree without installing
+        return (Path(__file__).resolve().parent.parent / "model_cards" / CARD_TEMPLATE).read_text()
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "n>1M"
+
+
+def render_card(metadata: dict, repo_id: str, grid_image: str | None) -> str:
+    """The dataset card (YAML header + Markdown body) from ``model_cards/distilled_dataset_card.md``."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    args = metadata.get("arguments", {})
+    soft_epochs = int(args.get("soft_label_epochs", 0) or 0)
+    configs = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}], "default": True}]
+    if soft_epochs:
+        configs.append(
+            {"config_name": "soft_labels", "data_files": [{"split": "train", "path": "soft_labels/train-*"}]}
+        )
+    source = metadata.get("source_dataset", "unknown")
+    card_data = DatasetCardData(
+        license=metadata.get("license", "other"),
+        task_categories=["image-classification"],
+        tags=["dataset-distillation", "wmdd", "synthetic", "wasserstein"],
+        size_categories=[_size_category(metadata.get("num_images", 0))],
+        source_datasets=[source],
+        pretty_name=metadata.get("pretty_name", f"WMDD-distilled {source}"),
+        configs=configs,
+    )
+    teacher = metadata.get("teacher", {})
+    acc = teacher.get("test_acc")
+    return DatasetCard.from_template(
+        card_data,
+        template_str=_template_text(),
+        pretty_name=card_data.pretty_name,
+        source_dataset=source,
+        source_url=metadata.get("source_url", f"https://huggingface.co/datasets/{source}"),
+        source_split=metadata.get("source_split", "train"),
+        images_per_class=args.get("images_per_class"),
+        num_images=metadata.get("num_images"),
+        num_classes=metadata.get("num_classes"),
+        teacher_id=teacher.get("id", "unknown"),
+        teacher_architecture=teacher.get("architecture", "unknown"),
+        teacher_description=teacher.get("architecture", "a classifier"),
+        teacher_accuracy=f"{acc:.4f}" if isinstance(acc, float) else "not recorded",
+        arguments={k: v for k, v in args.items() if k != "hub_token"},
+        soft_label_epochs=soft_epochs,
+        evaluation=metadata.get("evaluation_markdown"),
+        grid_image=grid_image or "",
+        repo_id=repo_id,
+    ).content
+
+
+def save_distilled(
+    folder: str | os.PathLike,
+    dataset: Dataset,
+    metadata: dict,
+    soft_label_views: Dataset | None = None,
+    grid_image: str | os.PathLike | None = None,
+    repo_id: str | None = None,
+) -> Path:
+    """Writes the distilled set in Hub layout (see the module docstring) and returns the folder."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "data").mkdir(parents=True)
+    dataset.to_parquet(str(tmp / "data" / "train-00000-of-00001.parquet"))
+    if soft_label_views is not None:
+        (tmp / "soft_labels").mkdir()
+        soft_label_views.to_parquet(str(tmp / "soft_labels" / "train-00000-of-00001.parquet"))
+    grid_name = None
+    if grid_image is not None and Path(grid_image).exists():
+        grid_name = "synthetic_grid.png"
+        shutil.copy(grid_image, tmp / grid_name)
+    (tmp / "wmdd_hf.json").write_text(json.dumps(metadata, indent=2, default=str))
+    name = repo_id or metadata.get("repo_id") or folder.name
+    (tmp / "README.md").write_text(render_card(metadata, name, grid_name))
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    return folder
+
+
+def check_repo_id(repo_id: str | None) -> str:
+    if not repo_id or not _REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id:
+        raise HubError(
+            f"{repo_id!r} is not a valid Hub dataset id: use 'user/name' (letters, digits, '-', '_', '.'; set "
+            "hub_dataset_id)."
+        )
+    return repo_id
+
+
+def push_distilled(
+    folder: str | os.PathLike,
+    repo_id: str,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Uploads a folder written by :func:`save_distilled` to the dataset repo ``repo_id`` in one commit.
+
+    The repo id and the token are checked before anything is created or uploaded. Returns the commit URL.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    check_repo_id(repo_id)
+    folder = Path(folder)
+    if not (folder / "README.md").exists():
+        raise HubError(f"{folder} is not a distilled folder (no README.md): run distill() or save_distilled() first.")
+    api = HfApi(token=token)
+    try:
+        api.whoami()
+    except Exception as error:  # noqa: BLE001 - any failure here means we cannot authenticate
+        if isinstance(error, HfHubHTTPError) and getattr(error.response, "status_code", None) not in (401, 403):
+            raise
+        raise HubError(
+            "No valid Hub token: log in with `hf auth login`, set HF_TOKEN, or pass hub_token= / token=. "
+            "Nothing was uploaded."
+        ) from error
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    info = api.upload_folder(
+        repo_id=repo_id,
+        repo_type="dataset",
+        folder_path=str(folder),
+        commit_message=commit_message or "Upload WMDD-distilled dataset",
+        delete_patterns=["data/*", "soft_labels/*", "*.png", "*.json", "README.md"],
+    )
+    return str(getattr(info, "commit_url", info))
+
+
+def load_distilled(repo_id_or_path: str, token: str | None = None) -> tuple[Dataset, Dataset | None, dict]:
+    """``(distilled train split, soft-label views or None, metadata)`` from a Hub id or a local folder."""
+    from datasets import load_dataset
+
+    path = Path(repo_id_or_path)
+    dataset = load_dataset(str(repo_id_or_path), split="train", token=token)
+    if path.is_dir():
+        meta_file = path / "wmdd_hf.json"
+        metadata = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    else:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            metadata = json.loads(
+                Path(hf_hub_download(repo_id_or_path, "wmdd_hf.json", repo_type="dataset", token=token)).read_text()
+            )
+        except Exception:  # noqa: BLE001 - a set pushed by other tools has no metadata file
+            metadata = {}
+    views = None
+    if int(metadata.get("arguments", {}).get("soft_label_epochs", 0) or 0) > 0:
+        views = load_dataset(str(repo_id_or_path), "soft_labels", split="train", token=token)
+    return dataset, views, metadata

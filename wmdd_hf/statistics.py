@@ -1,0 +1,216 @@
+"""One pass of the frozen teacher over the real data: per-class features and per-class norm-layer statistics.
+
+For every normalisation layer (BatchNorm; LayerNorm/GroupNorm for other backbones) the INPUT of the layer is
+summarised per class and per channel by exact moments: the count of values, their mean and M2 (sum of squared
+deviations), merged batch after batch with the parallel (Chan et al.) formula in float64. The pooled variance of a
+class is ``M2 / count``. Moments from several processes merge with the same formula (:meth:`NormMoments.merge`),
+so a data-parallel pass gives exactly the single-process statistics.
+
+Channel conventions: BatchNorm/GroupNorm inputs are ``(B, C, *spatial)`` (channels on dim 1), LayerNorm inputs
+``(B, *tokens, C)`` (channels last). Statistics of a layer are ``(num_classes, C)`` arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .backbones import Backbone, norm_kind
+
+
+@dataclass
+class NormMoments:
+    """Per-class moments of one layer's input: ``count (K,)``, ``mean (K, C)``, ``m2 (K, C)``, all float64."""
+
+    count: torch.Tensor
+    mean: torch.Tensor
+    m2: torch.Tensor
+
+    @classmethod
+    def zeros(cls, num_classes: int, channels: int) -> NormMoments:
+        z = torch.zeros(num_classes, channels, dtype=torch.float64)
+        return cls(torch.zeros(num_classes, dtype=torch.float64), z.clone(), z.clone())
+
+    def merge(self, other: NormMoments) -> NormMoments:
+        """Exact union of two sets of moments (parallel variance formula), class by class."""
+        n = self.count + other.count
+        safe = n.clamp(min=1)[:, None]
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.count[:, None] / safe)
+        m2 = self.m2 + other.m2 + delta.pow(2) * (self.count * other.count)[:, None] / safe
+        return NormMoments(n, mean, m2)
+
+    @property
+    def var(self) -> torch.Tensor:
+        """Pooled (biased) variance per class and channel, ``(K, C)``."""
+        return self.m2 / self.count.clamp(min=1)[:, None]
+
+    def pooled(self) -> NormMoments:
+        """All classes together: moments of shape ``(1, C)`` (what global, class-blind BN matching uses)."""
+        out = NormMoments.zeros(1, self.mean.shape[1])
+        for k in range(len(self.count)):
+            out = out.merge(NormMoments(self.count[k : k + 1], self.mean[k : k + 1], self.m2[k : k + 1]))
+        return out
+
+
+def channel_dim(module: nn.Module) -> int:
+    return -1 if norm_kind(module) == "layer" else 1
+
+
+def per_sample_moments(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per-sample channel moments of a layer input: ``(mean (B, C), m2 (B, C), values per channel per sample)``."""
+    if dim != 1:
+        x = x.movedim(dim, 1)
+    x = x.reshape(x.shape[0], x.shape[1], -1)
+    mean = x.mean(dim=2)
+    m2 = (x - mean[:, :, None]).pow(2).sum(dim=2)
+    return mean, m2, x.shape[2]
+
+
+def batch_class_moments(x: torch.Tensor, labels: torch.Tensor, num_classes: int, dim: int) -> NormMoments:
+    """Per-class moments of one batch's layer input ``x`` for integer ``labels (B,)``."""
+    mean_i, m2_i, p = per_sample_moments(x.detach(), dim)
+    mean_i, m2_i = mean_i.double().cpu(), m2_i.double().cpu()
+    labels = labels.cpu()
+    channels = mean_i.shape[1]
+    samples = torch.bincount(labels, minlength=num_classes).double()
+    count = samples * p
+    sums = torch.zeros(num_classes, channels, dtype=torch.float64).index_add_(0, labels, mean_i)
+    mean = sums / samples.clamp(min=1)[:, None]
+    spread = (mean_i - mean[labels]).pow(2) * p
+    m2 = torch.zeros(num_classes, channels, dtype=torch.float64).index_add_(0, labels, m2_i + spread)
+    return NormMoments(count, mean, m2)
+
+
+@dataclass
+class ClassStatistics:
+    """What the one pass produces.
+
+    Attributes:
+        features: ``{class id: float32 tensor (n_k, D)}`` penultimate teacher features (at most the cap per class).
+        rows: ``{class id: int64 tensor (n_k,)}`` the dataset row of each kept feature.
+        norms: ``{layer name: NormMoments}`` per-class moments of every norm layer's input.
+        counts: ``(K,)`` examples seen per class.
+    """
+
+    features: dict[int, torch.Tensor]
+    rows: dict[int, torch.Tensor]
+    norms: dict[str, NormMoments]
+    counts: torch.Tensor
+    layer_kinds: dict[str, str] = field(default_factory=dict)
+
+    def merge(self, other: ClassStatistics) -> ClassStatistics:
+        """Union of two partial passes (e.g. two processes): features concatenated, moments merged exactly."""
+        features, rows = dict(self.features), dict(self.rows)
+        for k, f in other.features.items():
+            features[k] = torch.cat([features[k], f]) if k in features else f
+            rows[k] = torch.cat([rows[k], other.rows[k]]) if k in rows else other.rows[k]
+        norms = {name: m.merge(other.norms[name]) for name, m in self.norms.items()}
+        kinds = {**self.layer_kinds, **other.layer_kinds}
+        return ClassStatistics(features, rows, norms, self.counts + other.counts, kinds)
+
+    def to_state(self) -> dict:
+        return {
+            "features": self.features,
+            "rows": self.rows,
+            "norms": {n: (m.count, m.mean, m.m2) for n, m in self.norms.items()},
+            "counts": self.counts,
+            "layer_kinds": self.layer_kinds,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> ClassStatistics:
+        norms = {n: NormMoments(*v) for n, v in state["norms"].items()}
+        return cls(state["features"], state["rows"], norms, state["counts"], state.get("layer_kinds", {}))
+
+
+class _Reservoir:
+    """Seeded uniform subset of at most ``cap`` rows per class (Algorithm R), for classes too large to keep."""
+
+    def __init__(self, num_classes: int, cap: int | None, seed: int):
+        self.cap, self.rng = cap, np.random.default_rng(seed)
+        self.kept: dict[int, list[torch.Tensor]] = {k: [] for k in range(num_classes)}
+        self.rows: dict[int, list[torch.Tensor]] = {k: [] for k in range(num_classes)}
+        self.seen = np.zeros(num_classes, dtype=np.int64)
+
+    def add(self, features: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor) -> None:
+        for k in labels.unique().tolist():
+            mask = labels == k
+            feats, ids = features[mask], rows[mask]
+            if self.cap is None:
+                self.kept[k].append(feats)
+                self.rows[k].append(ids)
+                self.seen[k] += len(feats)
+                continue
+            for feat, row in zip(feats, ids):
+                self.seen[k] += 1
+                if len(self.kept[k]) < self.cap:
+                    self.kept[k].append(feat[None])
+                    self.rows[k].append(row[None])
+                else:
+                    j = self.rng.integers(self.seen[k])
+                    if j < self.cap:
+                        self.kept[k][j], self.rows[k][j] = feat[None], row[None]
+
+    def result(self, feature_dim: int) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+        features = {k: torch.cat(v) if v else torch.zeros(0, feature_dim) for k, v in self.kept.items()}
+        rows = {k: torch.cat(v) if v else torch.zeros(0, dtype=torch.long) for k, v in self.rows.items()}
+        return features, rows
+
+
+@torch.no_grad()
+def collect_class_statistics(
+    backbone: Backbone,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    num_classes: int,
+    norm_kinds: tuple[str, ...] = ("batch", "layer", "group"),
+    max_features_per_class: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    total: int | None = None,
+) -> ClassStatistics:
+    """Runs the frozen ``backbone`` once over ``batches`` of ``(uint8 images (B, C, H, W), labels (B,), rows (B,))``.
+
+    Returns per-class features (float32, CPU; a seeded random subset of ``max_features_per_class`` when set) and
+    per-class moments of the inputs of the norm layers of ``norm_kinds``.
+    """
+    backbone.eval()
+    device = next(backbone.parameters()).device
+    layers = backbone.norm_layers(norm_kinds)
+    norms: dict[str, NormMoments] = {}
+    current: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, module in layers:
+
+        def hook(mod, args, name=name):
+            x = args[0]
+            moments = batch_class_moments(x, current["labels"], num_classes, channel_dim(mod))
+            norms[name] = norms[name].merge(moments) if name in norms else moments
+
+        handles.append(module.register_forward_pre_hook(hook))
+    reservoir = _Reservoir(num_classes, max_features_per_class, seed)
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    try:
+        for images, labels, rows in tqdm(
+            batches, desc="class statistics", disable=not progress, total=total, leave=False
+        ):
+            labels = labels.long()
+            current["labels"] = labels
+            _, feats = backbone(images.to(device).float().div_(255))
+            reservoir.add(feats.float().cpu(), labels.cpu(), rows.long().cpu())
+            counts += torch.bincount(labels.cpu(), minlength=num_classes).double()
+    finally:
+        for h in handles:
+            h.remove()
+    kinds = {name: norm_kind(m) for name, m in layers}
+    for name, module in layers:  # layers never reached (no data) still get zero moments
+        if name not in norms:
+            channels = module.num_features if hasattr(module, "num_features") else module.normalized_shape[-1]
+            norms[name] = NormMoments.zeros(num_classes, channels)
+    features, rows = reservoir.result(backbone.feature_dim)
+    return ClassStatistics(features, rows, norms, counts, kinds)

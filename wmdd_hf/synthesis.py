@@ -1,0 +1,192 @@
+"""Optimise synthetic pixels so that the frozen teacher sees the barycenter (the WMDD objective).
+
+For a batch holding every image of a few classes (class k's m images ``x_kj`` with barycenter points ``b_kj`` and
+weights ``w_kj``), each step renders a random augmented view of every image and minimises
+
+    L = sum_kj ||f(x_kj) - b_kj||^2                                    (feature_loss="wasserstein")
+      + lambda * sum_k sum_l ( ||mean_kl - M_kl||^2 + ||var_kl - V_kl||^2 )   (bn_loss="per_class")
+
+where ``mean_kl``/``var_kl`` are the w-weighted mean and variance of the input of norm layer l over class k's
+synthetic images (per channel, pooled over positions) and ``M_kl``/``V_kl`` the real per-class statistics from
+:mod:`wmdd_hf.statistics`. Ablations: ``feature_loss="cross_entropy"`` (sum of CE to the class label),
+``bn_loss="global"`` (unweighted batch statistics against the class-blind real statistics, as SRe2L) or ``"none"``.
+
+Pixels live in [0, 1] (clamped after every Adam step); the teacher is in eval mode with frozen weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .augment import AugmentConfig, augment
+from .backbones import Backbone
+from .statistics import NormMoments, channel_dim, per_sample_moments
+
+FEATURE_LOSSES = ("wasserstein", "cross_entropy")
+BN_LOSSES = ("per_class", "global", "none")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The synthesis loss became NaN/Inf; ``iteration`` says when. Finished batches are kept on disk."""
+
+    def __init__(self, iteration: int, classes: list[int]):
+        self.iteration, self.classes = iteration, classes
+        super().__init__(
+            f"The synthesis loss is not finite at iteration {iteration} (classes {classes}). Lower learning_rate or "
+            "bn_weight; finished classes are saved in output_dir and a rerun resumes from them."
+        )
+
+
+@dataclass
+class SynthesisConfig:
+    """Hyper-parameters of the pixel optimisation (see :class:`wmdd_hf.DistillationArguments` for their help)."""
+
+    iterations: int = 1000
+    learning_rate: float = 0.1
+    bn_weight: float = 0.1
+    feature_loss: str = "wasserstein"
+    bn_loss: str = "per_class"
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(scale=(0.5, 1.0), flip=True, jitter=0.0))
+    log_every: int = 50
+
+    def __post_init__(self):
+        if self.feature_loss not in FEATURE_LOSSES:
+            raise ValueError(f"feature_loss={self.feature_loss!r} is not one of {FEATURE_LOSSES}.")
+        if self.bn_loss not in BN_LOSSES:
+            raise ValueError(f"bn_loss={self.bn_loss!r} is not one of {BN_LOSSES}.")
+
+
+@dataclass
+class NormTargets:
+    """Real statistics to match, per layer: ``mean``/``var`` of shape ``(K, C)`` (per class) or ``(1, C)`` (global)."""
+
+    mean: dict[str, torch.Tensor]
+    var: dict[str, torch.Tensor]
+
+    @classmethod
+    def from_moments(cls, norms: dict[str, NormMoments], mode: str) -> NormTargets:
+        if mode == "global":
+            pooled = {n: m.pooled() for n, m in norms.items()}
+            return cls({n: m.mean.float() for n, m in pooled.items()}, {n: m.var.float() for n, m in pooled.items()})
+        return cls({n: m.mean.float() for n, m in norms.items()}, {n: m.var.float() for n, m in norms.items()})
+
+
+def weighted_class_moments(x: torch.Tensor, slots: torch.Tensor, weights: torch.Tensor, groups: int, dim: int):
+    """Weighted per-class mean and variance of a layer input, differentiable.
+
+    ``x``: layer input of the batch; ``slots (B,)``: class slot 0..groups-1 of each image; ``weights (B,)``: weight of
+    each image within its class (summing to 1 per class). Returns ``(mean (G, C), var (G, C))`` where
+    ``var = sum_j w_j (within-image variance_j + (mean_j - mean)^2)``.
+    """
+    mean_i, m2_i, p = per_sample_moments(x, dim)
+    w = weights.to(x.dtype)[:, None]
+    mean = torch.zeros(groups, mean_i.shape[1], dtype=x.dtype, device=x.device).index_add(0, slots, w * mean_i)
+    spread = m2_i / p + (mean_i - mean[slots]).pow(2)
+    var = torch.zeros_like(mean).index_add(0, slots, w * spread)
+    return mean, var
+
+
+def synthesize_batch(
+    backbone: Backbone,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    points: torch.Tensor,
+    weights: torch.Tensor,
+    targets: NormTargets | None,
+    config: SynthesisConfig,
+    generator: torch.Generator | None = None,
+    on_log: Callable[[int, dict], None] | None = None,
+) -> tuple[torch.Tensor, list[dict]]:
+    """Optimises one batch of synthetic images.
+
+    Args:
+        backbone: frozen teacher (eval mode).
+        images: ``(B, C, H, W)`` initial pixels in [0, 1].
+        labels: ``(B,)`` class ids; every class present must have ALL its images in this batch.
+        points: ``(B, D)`` barycenter point each image should reach.
+        weights: ``(B,)`` barycenter weight of each image (normalised within its class here).
+        targets: real norm statistics (``None`` when ``bn_loss="none"``).
+        config: the hyper-parameters.
+        generator: seeds the augmentation views (CPU generator).
+        on_log: called as ``on_log(iteration, {"loss", "feature_loss", "bn_loss", "learning_rate"})``.
+
+    Returns:
+        the optimised images ``(B, C, H, W)`` in [0, 1] (detached) and the logged history.
+    """
+    device = next(backbone.parameters()).device
+    labels = labels.to(device)
+    points = points.to(device, torch.float32)
+    classes, slots = labels.unique(sorted=True, return_inverse=True)
+    weights = weights.to(device, torch.float32)
+    weights = weights / torch.zeros(len(classes), device=device).index_add(0, slots, weights)[slots]
+    pixels = images.detach().clone().to(device).requires_grad_(True)
+    optimizer = torch.optim.Adam([pixels], lr=config.learning_rate, betas=(0.5, 0.9))
+    layers = backbone.norm_layers() if config.bn_loss != "none" else []
+    bn_terms: list[torch.Tensor] = []
+
+    def hook(module, args, name):
+        x = args[0]
+        dim = channel_dim(module)
+        if config.bn_loss == "per_class":
+            mean, var = weighted_class_moments(x, slots, weights, len(classes), dim)
+            t_mean, t_var = targets.mean[name].to(device)[classes], targets.var[name].to(device)[classes]
+        else:
+            uniform = torch.full_like(weights, 1.0 / len(weights))
+            mean, var = weighted_class_moments(x, torch.zeros_like(slots), uniform, 1, dim)
+            t_mean, t_var = targets.mean[name].to(device), targets.var[name].to(device)
+        bn_terms.append((mean - t_mean).pow(2).sum() + (var - t_var).pow(2).sum())
+
+    handles = [m.register_forward_pre_hook(lambda mod, a, n=n: hook(mod, a, n)) for n, m in layers]
+    history: list[dict] = []
+    try:
+        for it in range(config.iterations):
+            lr = 0.5 * config.learning_rate * (1 + math.cos(math.pi * it / config.iterations))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            bn_terms.clear()
+            view = augment(pixels, config.augment, generator)
+            logits, feats = backbone(view)
+            if config.feature_loss == "wasserstein":
+                feature_loss = (feats - points).pow(2).sum()
+            else:
+                feature_loss = F.cross_entropy(logits, labels, reduction="sum")
+            bn_loss = torch.stack(bn_terms).sum() if bn_terms else torch.zeros((), device=device)
+            loss = feature_loss + config.bn_weight * bn_loss
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(it, classes.tolist())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                pixels.clamp_(0.0, 1.0)
+            if it % config.log_every == 0 or it == config.iterations - 1:
+                record = {
+                    "iteration": it,
+                    "loss": loss.item(),
+                    "feature_loss": feature_loss.item(),
+                    "bn_loss": bn_loss.item(),
+                    "learning_rate": lr,
+                }
+                history.append(record)
+                if on_log is not None:
+                    on_log(it, record)
+    finally:
+        for h in handles:
+            h.remove()
+    return pixels.detach(), history
+
+
+@torch.no_grad()
+def feature_distance(backbone: Backbone, images: torch.Tensor, points: torch.Tensor, batch_size: int = 500) -> float:
+    """``sum ||f(x) - b||^2`` on the un-augmented images (how close the set is to its barycenter)."""
+    device = next(backbone.parameters()).device
+    total = 0.0
+    for s in range(0, len(images), batch_size):
+        _, feats = backbone(images[s : s + batch_size].to(device))
+        total += (feats - points[s : s + batch_size].to(device)).pow(2).sum().item()
+    return total

@@ -166,8 +166,12 @@ def class_names(dataset: AnyImageDataset, label_column: str) -> list[str]:
 
 
 def labels_array(dataset: Dataset, label_column: str) -> np.ndarray:
-    """All labels as an ``int64`` array, read from Arrow without decoding any image."""
-    return np.asarray(dataset.data.column(label_column).to_numpy(zero_copy_only=False), dtype=np.int64)
+    """All labels as an ``int64`` array, read from Arrow without decoding any image (``select``/``shuffle``
+    indices mappings are honoured)."""
+    labels = np.asarray(dataset.data.column(label_column).to_numpy(zero_copy_only=False), dtype=np.int64)
+    if dataset._indices is not None:
+        labels = labels[np.asarray(dataset._indices.column(0).to_numpy(zero_copy_only=False), dtype=np.int64)]
+    return labels
 
 
 def class_index(dataset: Dataset, label_column: str) -> dict[int, np.ndarray]:

@@ -3,12 +3,17 @@
 A distilled folder (and the Hub repo it is pushed to) holds::
 
     README.md                          dataset card: YAML (configs, license, tags, ...) + body from model_cards/
-    data/train-00000-of-00001.parquet  default config: image (PNG bytes), label, soft_label, barycenter_weight
-    soft_labels/train-00000-of-00001.parquet   config "soft_labels" (when stored): epoch, image_index, view, soft_label
+    data/train-00000-of-00001-<sha>.parquet         default config: image (PNG bytes), label, soft_label,
+                                                   barycenter_weight
+    soft_labels/train-00000-of-00001-<sha>.parquet  config "soft_labels" (when stored): epoch, image_index, view,
+                                                   soft_label
     synthetic_grid.png                 the picture shown in the card
     wmdd_hf.json                       arguments, teacher, evaluation (machine-readable)
 
-so that ``datasets.load_dataset(repo_or_folder)`` and ``load_dataset(repo_or_folder, "soft_labels")`` read it
+``<sha>`` is a digest of the file's bytes and the card's ``configs`` name the exact files: ``datasets`` keys its
+cache of a local folder on the card's configs, so a re-distilled folder with the same glob patterns would be served
+stale from the cache; content-named files make every new set a new cache entry. All this so that
+``datasets.load_dataset(repo_or_folder)`` and ``load_dataset(repo_or_folder, "soft_labels")`` read it
 without wmdd_hf installed. Pushing uploads the whole folder in ONE commit that also deletes remote data files not in
 it, so no stale shard survives a re-push and the card's ``configs`` are never overwritten by a later step.
 """
@@ -46,17 +51,31 @@ def _size_category(n: int) -> str:
     return "n>1M"
 
 
+def _write_parquet(dataset: Dataset, folder: Path) -> str:
+    """Writes ``folder/train-00000-of-00001-<sha>.parquet``; returns its path relative to the distilled folder."""
+    import hashlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "train.parquet.tmp"
+    dataset.to_parquet(str(tmp))
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()[:12]
+    final = folder / f"train-00000-of-00001-{digest}.parquet"
+    tmp.rename(final)
+    return f"{folder.name}/{final.name}"
+
+
 def render_card(metadata: dict, repo_id: str, grid_image: str | None) -> str:
     """The dataset card (YAML header + Markdown body) from ``model_cards/distilled_dataset_card.md``."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
     args = metadata.get("arguments", {})
     soft_epochs = int(args.get("soft_label_epochs", 0) or 0)
-    configs = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}], "default": True}]
+    files = metadata.get("data_files", {"default": "data/train-*", "soft_labels": "soft_labels/train-*"})
+    configs = [
+        {"config_name": "default", "data_files": [{"split": "train", "path": files["default"]}], "default": True}
+    ]
     if soft_epochs:
-        configs.append(
-            {"config_name": "soft_labels", "data_files": [{"split": "train", "path": "soft_labels/train-*"}]}
-        )
+        configs.append({"config_name": "soft_labels", "data_files": [{"split": "train", "path": files["soft_labels"]}]})
     source = metadata.get("source_dataset", "unknown")
     card_data = DatasetCardData(
         license=metadata.get("license", "other"),
@@ -104,11 +123,10 @@ def save_distilled(
     tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    (tmp / "data").mkdir(parents=True)
-    dataset.to_parquet(str(tmp / "data" / "train-00000-of-00001.parquet"))
+    metadata = dict(metadata)
+    metadata["data_files"] = {"default": _write_parquet(dataset, tmp / "data")}
     if soft_label_views is not None:
-        (tmp / "soft_labels").mkdir()
-        soft_label_views.to_parquet(str(tmp / "soft_labels" / "train-00000-of-00001.parquet"))
+        metadata["data_files"]["soft_labels"] = _write_parquet(soft_label_views, tmp / "soft_labels")
     grid_name = None
     if grid_image is not None and Path(grid_image).exists():
         grid_name = "synthetic_grid.png"

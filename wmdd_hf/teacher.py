@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .augment import AugmentConfig, augment
 from .backbones import Backbone, load_backbone, save_backbone
-from .data import ImageSpec, decode_all, fits_in_memory, iterate_batches, load_image_dataset, validate_dataset
+from .data import ImageSpec, decode_all, fits_in_memory, load_image_dataset, validate_dataset
 
 
 @dataclass

@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` (the main job) and `make test` (the suite; .ci/run calls it).
+PYTHON ?= python3
+TEACHER := checkpoints/fashion-mnist-convnet64
+
+.PHONY: install data demo test test-slow lint format benchmark
+
+install:
+	$(PYTHON) -m pip install -q -e '.[dev]'
+
+# Debian's Fashion-MNIST (the embedded default); skipped when present, or when apt is not available.
+data:
+	@if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq || true) && apt-get install -y -qq dataset-fashion-mnist; \
+	  else echo "apt-get not available: Fashion-MNIST will be loaded from the Hub if reachable"; fi; \
+	fi
+
+# Distil Fashion-MNIST at 10 images per class with the project's teacher (trains it first if missing).
+demo: install data
+	@[ -f $(TEACHER)/model.safetensors ] || $(PYTHON) examples/train_teacher.py --output_dir $(TEACHER)
+	accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no examples/distill.py
+
+lint:
+	ruff check .
+	ruff format --check .
+
+format:
+	ruff check --fix .
+	ruff format .
+
+test: install data lint
+	$(PYTHON) -m pytest -q --durations=10
+
+test-slow: install data
+	$(PYTHON) -m pytest -q -m slow --durations=10
+
+benchmark: install data
+	$(PYTHON) benchmarks/speed.py
+	$(PYTHON) benchmarks/quality.py

@@ -1,0 +1,50 @@
+"""Distil an image-classification dataset with WMDD.
+
+    python examples/distill.py                                   # Fashion-MNIST, IPC 10, the project's teacher
+    accelerate launch examples/distill.py --images_per_class 50
+    accelerate launch examples/distill.py --config configs/fashion_mnist_ipc10.yaml
+    python examples/distill.py --push_to_hub --hub_dataset_id user/fashion-mnist-wmdd-ipc10
+
+Two CPU processes (gloo): ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
+    --mixed_precision no --dynamo_backend no examples/distill.py
+"""
+
+from dataclasses import dataclass, field
+
+from wmdd_hf import DistillationArguments, Distiller, load_image_dataset
+from wmdd_hf.cli import parse_args
+
+DEFAULT_TEACHER = "checkpoints/fashion-mnist-convnet64"
+
+
+@dataclass
+class ScriptArguments:
+    teacher: str = field(
+        default=DEFAULT_TEACHER, metadata={"help": "Teacher: a saved folder, timm name or transformers id."}
+    )
+    dataset: str = field(
+        default="fashion_mnist", metadata={"help": "'fashion_mnist', a Hub dataset id or a local folder."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
+    train_split: str = field(default="train", metadata={"help": "Split to distil."})
+    eval_split: str | None = field(default="test", metadata={"help": "Real split for evaluation."})
+    streaming: bool = field(default=False, metadata={"help": "Stream the training split (large Hub datasets)."})
+    evaluate: bool = field(default=False, metadata={"help": "Train students on the distilled set and report accuracy."})
+
+
+def main() -> None:
+    script, args = parse_args((ScriptArguments, DistillationArguments))
+    kwargs = {"name": script.dataset_config} if script.dataset_config else {}
+    train = load_image_dataset(script.dataset, script.train_split, streaming=script.streaming, **kwargs)
+    test = load_image_dataset(script.dataset, script.eval_split, **kwargs) if script.eval_split else None
+    distiller = Distiller(model=script.teacher, args=args, train_dataset=train, eval_dataset=test)
+    distilled = distiller.distill()
+    if distiller.accelerator.is_main_process:
+        print(f"distilled {len(distilled)} images -> {args.output_dir}/distilled")
+        print({k: v for k, v in distiller.metrics.items()})
+        if script.evaluate:
+            print(distiller.evaluate())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from datasets import load_dataset
+from transformers import TrainerCallback
+
+from wmdd_hf import DistillationArguments, Distiller
+from wmdd_hf.checkpoint import OutputDirError, read_events
+from wmdd_hf.data import DatasetValidationError
+from wmdd_hf.distiller import nearest_real_rows
+
+
+class Recorder(TrainerCallback):
+    def __init__(self):
+        self.events = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.events.append(("begin", state.stage))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.events.append(("step", state.global_step))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.events.append(("log", logs))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.events.append(("end", state.stage))
+
+
+def _args(tmp_path, **kw):
+    defaults = dict(
+        output_dir=str(tmp_path / "run"),
+        images_per_class=2,
+        iterations=80,
+        logging_steps=10,
+        batch_size=10,
+        disable_tqdm=True,
+        soft_label_epochs=2,
+    )
+    defaults.update(kw)
+    return DistillationArguments(**defaults)
+
+
+def test_end_to_end_on_fashion_mnist(tmp_path, tiny_teacher, small_train, small_test):
+    recorder = Recorder()
+    distiller = Distiller(tiny_teacher, _args(tmp_path), small_train, small_test, callbacks=[recorder])
+    distilled = distiller.distill()
+    assert len(distilled) == 2 * 10
+    assert distilled.features["label"].names == small_train.features["label"].names
+    folder = tmp_path / "run" / "distilled"
+    loaded = load_dataset(str(folder), split="train")
+    assert len(loaded) == 20 and loaded.features == distilled.features
+    assert sorted(loaded["label"]) == sorted([k for k in range(10) for _ in range(2)])
+    views = load_dataset(str(folder), "soft_labels", split="train")
+    assert len(views) == 2 * 20 and views[21]["epoch"] == 1 and views[21]["image_index"] == 1
+    m = distiller.metrics
+    assert m["feature_loss_end"] <= 0.5 * m["feature_loss_start"], m
+    assert m["teacher_agreement"] > 0.3  # chance is 0.1
+    for name in ("synthetic_grid.png", "barycenters_pca.png", "metrics.json"):
+        assert (tmp_path / "run" / name).stat().st_size > 0
+    kinds = [e[0] for e in recorder.events]
+    assert kinds[0] == "begin" and kinds[-1] == "end" and "step" in kinds and "log" in kinds
+    logged = [e[1] for e in recorder.events if e[0] == "log"]
+    assert any("feature_loss" in r and r["stage"] == "synthesis" for r in logged)
+    # the soft labels are the teacher's probabilities on the stored (PNG) pixels
+    first = loaded[0]
+    pixels = torch.from_numpy(np.asarray(first["image"], dtype=np.float32))[None, None] / 255
+    with torch.no_grad():
+        probs = torch.softmax(tiny_teacher(pixels)[0], 1)[0]
+    torch.testing.assert_close(torch.tensor(first["soft_label"]), probs, atol=2e-3, rtol=0)
+
+
+def test_rerun_resumes_and_different_arguments_are_refused(tmp_path, tiny_teacher, small_train):
+    args = _args(tmp_path, iterations=5, soft_label_epochs=0)
+    Distiller(tiny_teacher, args, small_train).distill()
+    synthesized = [e for e in read_events(args.output_dir) if e["stage"] == "synthesis"]
+    assert len(synthesized) == 2  # 10 classes, 5 per batch
+    again = Distiller(tiny_teacher, args, small_train)
+    again.distill()
+    assert again.state.skipped_batches == 2 and again.state.synthesized_batches == 0
+    assert len([e for e in read_events(args.output_dir) if e["stage"] == "synthesis"]) == 2
+    with pytest.raises(OutputDirError, match=r"bn_weight: 0.1 -> 0.5"):
+        Distiller(
+            tiny_teacher, _args(tmp_path, iterations=5, soft_label_epochs=0, bn_weight=0.5), small_train
+        ).distill()
+    fresh = Distiller(
+        tiny_teacher,
+        _args(tmp_path, iterations=5, soft_label_epochs=0, bn_weight=0.5, overwrite_output_dir=True),
+        small_train,
+    )
+    fresh.distill()
+    assert fresh.state.synthesized_batches == 2
+    assert json.loads((tmp_path / "run" / "run_config.json").read_text())["bn_weight"] == 0.5
+
+
+def test_init_from_real_images(tmp_path, tiny_teacher, small_train):
+    d = Distiller(
+        tiny_teacher, _args(tmp_path, iterations=1, init="real", soft_label_epochs=0, learning_rate=1e-6), small_train
+    )
+    d.distill()
+    # with a negligible step the images are (up to PNG rounding) real training images of the right class
+    stats = d._statistics()
+    bary = d._barycenters(stats)
+    rows = [r for k in range(10) for r in nearest_real_rows(stats, bary, k, 2)]
+    real = torch.stack([torch.from_numpy(np.asarray(small_train[r]["image"])) for r in rows])
+    ours = torch.stack([torch.from_numpy(np.asarray(im)) for im in d.distilled["image"]])
+    assert (real.int() - ours.int()).abs().max() <= 1
+    assert [small_train[r]["label"] for r in rows] == d.distilled["label"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"images_per_class": 0}, ValueError, "images_per_class=0"),
+        ({"feature_loss": "mmd"}, ValueError, "feature_loss='mmd'"),
+        ({"bn_loss": "batch"}, ValueError, "bn_loss='batch'"),
+        ({"barycenter_weights": "free"}, ValueError, "barycenter_weights"),
+        ({"init": "zeros"}, ValueError, "init='zeros'"),
+        ({"push_to_hub": True}, ValueError, "hub_dataset_id"),
+        ({"hub_dataset_id": "not a repo"}, ValueError, "user/name"),
+    ],
+)
+def test_bad_arguments_fail_at_construction(tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        _args(tmp_path, **kwargs)
+
+
+def test_ipc_larger_than_smallest_class_with_real_init(tmp_path, tiny_teacher, small_train):
+    with pytest.raises(DatasetValidationError, match="fewer than 301"):
+        Distiller(tiny_teacher, _args(tmp_path, images_per_class=301, init="real"), small_train)
+    assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_per_class_bn_without_norm_layers(tmp_path, small_train):
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))
+    from wmdd_hf import load_backbone
+
+    teacher = load_backbone(net, in_chans=1, img_size=28)
+    with pytest.raises(ValueError, match="use bn_loss='none'"):
+        Distiller(teacher, _args(tmp_path), small_train)
+    Distiller(teacher, _args(tmp_path, bn_loss="none"), small_train)  # accepted
+
+
+def test_teacher_and_dataset_disagree_on_classes(tmp_path, small_train):
+    from wmdd_hf import load_backbone
+
+    teacher = load_backbone("wmdd_convnet", num_classes=7, in_chans=1, width=8, pretrained=False)
+    with pytest.raises(DatasetValidationError, match="10 classes but the teacher predicts 7"):
+        Distiller(teacher, _args(tmp_path), small_train)
+
+
+def test_non_finite_loss_keeps_finished_batches(tmp_path, tiny_teacher, small_train):
+    from wmdd_hf.synthesis import NonFiniteLossError
+
+    args = _args(tmp_path, iterations=3, learning_rate=1.0, soft_label_epochs=0)
+    d = Distiller(tiny_teacher, args, small_train)
+    original = d._barycenters
+
+    def poisoned(stats):
+        bary = original(stats)
+        bary[7]["positions"][0, 0] = float("nan")  # class 7 lives in the second batch
+        return bary
+
+    d._barycenters = poisoned
+    with pytest.raises(NonFiniteLossError, match="iteration 0"):
+        d.distill()
+    assert (tmp_path / "run" / "synthetic" / "batch_00000.pt").exists()
+    assert not (tmp_path / "run" / "synthetic" / "batch_00001.pt").exists()

@@ -1,0 +1,94 @@
+import torch
+
+from wmdd_hf import load_backbone
+from wmdd_hf.statistics import NormMoments, batch_class_moments, collect_class_statistics
+
+
+def _data(n=90, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8)
+    labels = torch.arange(n) % 3
+    return images, labels
+
+
+def _batches(images, labels, size):
+    return [
+        (images[s : s + size], labels[s : s + size], torch.arange(s, min(s + size, len(images))))
+        for s in range(0, len(images), size)
+    ]
+
+
+def test_one_pass_equals_a_direct_computation():
+    torch.manual_seed(0)
+    b = load_backbone("wmdd_convnet", num_classes=3, in_chans=1, width=8, pretrained=False).eval()
+    images, labels = _data()
+    stats = collect_class_statistics(b, _batches(images, labels, 16), num_classes=3)
+    inputs = {}
+    handles = [
+        m.register_forward_hook(lambda mod, a, o, n=n: inputs.__setitem__(n, a[0].double())) for n, m in b.norm_layers()
+    ]
+    with torch.no_grad():
+        _, feats = b(images.float() / 255)
+    for h in handles:
+        h.remove()
+    for name, x in inputs.items():
+        for k in range(3):
+            xk = x[labels == k]  # (n_k, C, H, W)
+            per_channel = xk.transpose(0, 1).reshape(xk.shape[1], -1)
+            torch.testing.assert_close(stats.norms[name].mean[k], per_channel.mean(1), rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(
+                stats.norms[name].var[k], per_channel.var(1, unbiased=False), rtol=1e-5, atol=1e-7
+            )
+    for k in range(3):
+        torch.testing.assert_close(stats.features[k], feats[labels == k].float(), rtol=1e-5, atol=1e-6)
+        assert stats.rows[k].tolist() == torch.nonzero(labels == k).flatten().tolist()
+    assert stats.counts.tolist() == [30.0, 30.0, 30.0]
+
+
+def test_pooled_variance_is_not_the_average_of_batch_variances():
+    # two batches of one class with different means: pooled variance > mean of per-batch variances
+    a = torch.zeros(4, 2, 1, 1)
+    b = torch.ones(4, 2, 1, 1) * 2
+    labels = torch.zeros(4, dtype=torch.long)
+    merged = batch_class_moments(a, labels, 1, 1).merge(batch_class_moments(b, labels, 1, 1))
+    torch.testing.assert_close(merged.var, torch.ones(1, 2, dtype=torch.float64))
+
+
+def test_merging_shards_equals_the_whole():
+    torch.manual_seed(1)
+    b = load_backbone("wmdd_convnet", num_classes=3, in_chans=1, width=8, pretrained=False).eval()
+    images, labels = _data(seed=3)
+    whole = collect_class_statistics(b, _batches(images, labels, 30), num_classes=3)
+    first = collect_class_statistics(b, _batches(images[:50], labels[:50], 30), num_classes=3)
+    rest = _batches(images[50:], labels[50:], 30)
+    rest = [(x, y, r + 50) for x, y, r in rest]
+    second = collect_class_statistics(b, rest, num_classes=3)
+    merged = first.merge(second)
+    for name in whole.norms:
+        torch.testing.assert_close(merged.norms[name].mean, whole.norms[name].mean, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(merged.norms[name].m2, whole.norms[name].m2, rtol=1e-9, atol=1e-9)
+    for k in range(3):
+        torch.testing.assert_close(merged.features[k], whole.features[k])
+        assert merged.rows[k].tolist() == whole.rows[k].tolist()
+
+
+def test_feature_cap_keeps_a_seeded_subset():
+    b = load_backbone("wmdd_convnet", num_classes=3, in_chans=1, width=8, pretrained=False).eval()
+    images, labels = _data()
+    one = collect_class_statistics(b, _batches(images, labels, 16), num_classes=3, max_features_per_class=7, seed=5)
+    two = collect_class_statistics(b, _batches(images, labels, 16), num_classes=3, max_features_per_class=7, seed=5)
+    for k in range(3):
+        assert one.features[k].shape == (7, b.feature_dim)
+        assert one.rows[k].tolist() == two.rows[k].tolist()
+        assert all(int(labels[r]) == k for r in one.rows[k])
+    # the moments still cover every example
+    assert one.counts.tolist() == [30.0, 30.0, 30.0]
+
+
+def test_layernorm_statistics_use_the_last_dimension():
+    x = torch.randn(6, 5, 4)  # (B, tokens, C)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    m = batch_class_moments(x, labels, 2, dim=-1)
+    torch.testing.assert_close(m.mean[0], x[:3].reshape(-1, 4).mean(0).double(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(m.var[1], x[3:].reshape(-1, 4).var(0, unbiased=False).double(), rtol=1e-6, atol=1e-7)
+    assert isinstance(m, NormMoments)

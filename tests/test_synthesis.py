@@ -1,0 +1,109 @@
+import pytest
+import torch
+
+from wmdd_hf import load_backbone
+from wmdd_hf.statistics import NormMoments
+from wmdd_hf.synthesis import NonFiniteLossError, NormTargets, SynthesisConfig, synthesize_batch, weighted_class_moments
+
+
+def test_weighted_class_moments_match_the_definition():
+    x = torch.randn(5, 3, 4, 4, dtype=torch.float64)
+    slots = torch.tensor([0, 0, 1, 1, 1])
+    w = torch.tensor([0.25, 0.75, 0.2, 0.3, 0.5], dtype=torch.float64)
+    mean, var = weighted_class_moments(x, slots, w, 2, dim=1)
+    for g, idx in ((0, [0, 1]), (1, [2, 3, 4])):
+        xs, ws = x[idx], w[idx]
+        # a weighted mixture of the images' pixel distributions
+        mu = (ws[:, None] * xs.mean((2, 3))).sum(0)
+        second = (ws[:, None] * (xs**2).mean((2, 3))).sum(0)
+        torch.testing.assert_close(mean[g], mu)
+        torch.testing.assert_close(var[g], second - mu**2)
+
+
+def test_uniform_weights_give_the_pooled_batch_statistics():
+    x = torch.randn(4, 2, 3, 3, dtype=torch.float64)
+    mean, var = weighted_class_moments(
+        x, torch.zeros(4, dtype=torch.long), torch.full((4,), 0.25, dtype=torch.float64), 1, 1
+    )
+    flat = x.transpose(0, 1).reshape(2, -1)
+    torch.testing.assert_close(mean[0], flat.mean(1))
+    torch.testing.assert_close(var[0], flat.var(1, unbiased=False))
+
+
+def _setup(num_classes=2, m=3):
+    torch.manual_seed(0)
+    teacher = load_backbone(
+        "wmdd_convnet", num_classes=num_classes, in_chans=1, width=8, depth=2, pretrained=False
+    ).freeze()
+    with torch.no_grad():
+        real = torch.rand(20, 1, 28, 28)
+        _, feats = teacher(real)
+    labels = torch.arange(num_classes).repeat_interleave(m)
+    points = feats[: len(labels)]
+    weights = torch.rand(len(labels)) + 0.5
+    channels = [mod.num_features for _, mod in teacher.norm_layers()]
+    norms = {
+        name: NormMoments(
+            torch.full((num_classes,), 100.0, dtype=torch.float64),
+            torch.zeros(num_classes, c, dtype=torch.float64),
+            torch.full((num_classes, c), 100.0, dtype=torch.float64),
+        )
+        for (name, _), c in zip(teacher.norm_layers(), channels)
+    }
+    return teacher, labels, points, weights, norms
+
+
+@pytest.mark.parametrize("feature_loss", ["wasserstein", "cross_entropy"])
+@pytest.mark.parametrize("bn_loss", ["per_class", "global", "none"])
+def test_losses_decrease_and_pixels_stay_valid(feature_loss, bn_loss):
+    teacher, labels, points, weights, norms = _setup()
+    config = SynthesisConfig(
+        iterations=40, learning_rate=0.05, bn_weight=1.0, feature_loss=feature_loss, bn_loss=bn_loss, log_every=39
+    )
+    targets = NormTargets.from_moments(norms, bn_loss) if bn_loss != "none" else None
+    init = torch.rand(len(labels), 1, 28, 28)
+    params_before = [p.clone() for p in teacher.parameters()]
+    images, history = synthesize_batch(
+        teacher, init, labels, points, weights, targets, config, torch.Generator().manual_seed(0)
+    )
+    assert images.shape == init.shape and images.min() >= 0 and images.max() <= 1
+    assert history[-1]["loss"] < history[0]["loss"]
+    if bn_loss != "none":
+        assert history[-1]["bn_loss"] < history[0]["bn_loss"]
+    else:
+        assert history[0]["bn_loss"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(params_before, teacher.parameters()))
+    assert not teacher.training
+
+
+def test_same_generator_same_images():
+    teacher, labels, points, weights, norms = _setup()
+    config = SynthesisConfig(iterations=5)
+    targets = NormTargets.from_moments(norms, "per_class")
+    init = torch.rand(len(labels), 1, 28, 28)
+    a, _ = synthesize_batch(teacher, init, labels, points, weights, targets, config, torch.Generator().manual_seed(3))
+    b, _ = synthesize_batch(teacher, init, labels, points, weights, targets, config, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, b)
+
+
+def test_non_finite_loss_stops_with_the_iteration():
+    teacher, labels, points, weights, norms = _setup()
+    points = points.clone()
+    points[0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="iteration 0"):
+        synthesize_batch(
+            teacher,
+            torch.rand(len(labels), 1, 28, 28),
+            labels,
+            points,
+            weights,
+            None,
+            SynthesisConfig(iterations=3, bn_loss="none"),
+        )
+
+
+def test_unknown_switches():
+    with pytest.raises(ValueError, match="feature_loss"):
+        SynthesisConfig(feature_loss="mmd")
+    with pytest.raises(ValueError, match="bn_loss"):
+        SynthesisConfig(bn_loss="per_batch")

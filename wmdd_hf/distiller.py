@@ -578,12 +578,7 @@ class Distiller:
 
 def nearest_real_rows(stats: ClassStatistics, bary: dict, k: int, m: int) -> list[int]:
     """Dataset rows of the real images whose features are nearest to class k's barycenter points (distinct rows)."""
-    from .barycenter import squared_distances
+    from .baselines import nearest_indices
 
-    d = squared_distances(np.asarray(bary[k]["positions"]), stats.features[k].numpy())
-    chosen: list[int] = []
-    for j in range(m):
-        order = np.argsort(d[j])
-        pick = next(int(i) for i in order if int(i) not in chosen)
-        chosen.append(pick)
-    return [int(stats.rows[k][i]) for i in chosen]
+    idx = nearest_indices(stats.features[k].numpy(), np.asarray(bary[k]["positions"])[:m])
+    return [int(stats.rows[k][i]) for i in idx]

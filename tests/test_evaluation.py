@@ -20,7 +20,10 @@ def _brightness_dataset(n_per_class, seed, shuffle_labels=False):
             labels.append(k)
     if shuffle_labels:
         labels = rng.permutation(labels).tolist()
-    return Dataset.from_dict({"image": images, "label": labels}, features=Features({"image": Image(), "label": ClassLabel(names=["dark", "bright"])}))
+    return Dataset.from_dict(
+        {"image": images, "label": labels},
+        features=Features({"image": Image(), "label": ClassLabel(names=["dark", "bright"])}),
+    )
 
 
 def _oracle_teacher():
@@ -38,7 +41,12 @@ def test_separable_data_gives_high_accuracy_and_shuffled_labels_do_not():
     train, test = _brightness_dataset(20, 0), _brightness_dataset(100, 1)
     good = evaluate_distilled(train, test, config=EvaluationConfig(protocol="hard", **FAST), seeds=(0, 1))
     assert good["acc_mean"] >= 0.95, good
-    noise = evaluate_distilled(_brightness_dataset(20, 0, shuffle_labels=True), test, config=EvaluationConfig(protocol="hard", **FAST), seeds=(0, 1))
+    noise = evaluate_distilled(
+        _brightness_dataset(20, 0, shuffle_labels=True),
+        test,
+        config=EvaluationConfig(protocol="hard", **FAST),
+        seeds=(0, 1),
+    )
     assert noise["acc_mean"] <= 0.8, noise
     assert len(good["curves"]) == 2 and good["curves"][0][-1][0] == 40
     assert good["protocol"]["optimizer"].startswith("SGD")
@@ -47,15 +55,26 @@ def test_separable_data_gives_high_accuracy_and_shuffled_labels_do_not():
 def test_soft_protocol_learns_from_the_teacher_even_with_wrong_labels(tmp_path):
     train = _brightness_dataset(10, 0, shuffle_labels=True)
     test = _brightness_dataset(100, 1)
-    result = evaluate_distilled(train, test, teacher=_oracle_teacher(), config=EvaluationConfig(protocol="soft", **FAST),
-                                seeds=(0,), plot_path=str(tmp_path / "curve.png"))
+    result = evaluate_distilled(
+        train,
+        test,
+        teacher=_oracle_teacher(),
+        config=EvaluationConfig(protocol="soft", **FAST),
+        seeds=(0,),
+        plot_path=str(tmp_path / "curve.png"),
+    )
     assert result["acc_mean"] >= 0.95, result
     assert (tmp_path / "curve.png").stat().st_size > 0
 
 
 def test_soft_protocol_needs_labels_from_somewhere():
     with pytest.raises(ValueError, match="needs a teacher or stored soft labels"):
-        evaluate_distilled(_brightness_dataset(2, 0), _brightness_dataset(2, 1), config=EvaluationConfig(protocol="soft", **FAST), seeds=(0,))
+        evaluate_distilled(
+            _brightness_dataset(2, 0),
+            _brightness_dataset(2, 1),
+            config=EvaluationConfig(protocol="soft", **FAST),
+            seeds=(0,),
+        )
 
 
 def test_selectors():
@@ -66,8 +85,10 @@ def test_selectors():
     # herding's running mean is closer to the class mean than a random subset's
     h, r = herding_indices(f, 10), random_indices(200, 10, 1)
     assert np.sum((f[h].mean(0) - f.mean(0)) ** 2) < np.sum((f[r].mean(0) - f.mean(0)) ** 2)
+
     # k-center covers: its max distance to the nearest center beats random's
     def radius(idx):
         return np.min(((f[:, None] - f[idx][None]) ** 2).sum(-1), 1).max()
+
     assert radius(kcenter_indices(f, 10)) < radius(r)
     assert nearest_indices(f, f[[5, 9]]).tolist() == [5, 9]

@@ -55,7 +55,9 @@ def nearest_indices(features: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.asarray(chosen)
 
 
-def select_rows(stats: ClassStatistics, method: str, m: int, seed: int = 0, barycenters: dict | None = None) -> list[int]:
+def select_rows(
+    stats: ClassStatistics, method: str, m: int, seed: int = 0, barycenters: dict | None = None
+) -> list[int]:
     """Dataset rows of ``m`` real images per class chosen by ``method``: ``random``, ``herding``, ``kcenter`` or
     ``barycenter_nearest_real`` (needs ``barycenters``: ``{class: {"positions": (m, D)}}``)."""
     rows: list[int] = []

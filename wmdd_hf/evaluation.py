@@ -54,7 +54,9 @@ class EvaluationConfig:
         c = EvaluationConfig(**asdict(self))
         c.epochs = self.epochs or int(min(1000, max(150, 30000 // max(n, 1))))
         c.learning_rate = self.learning_rate or (1e-3 if self.protocol == "soft" else 1e-2)
-        c.weight_decay = self.weight_decay if self.weight_decay is not None else (1e-2 if self.protocol == "soft" else 5e-4)
+        c.weight_decay = (
+            self.weight_decay if self.weight_decay is not None else (1e-2 if self.protocol == "soft" else 5e-4)
+        )
         c.eval_every = self.eval_every or max(1, c.epochs // 10)
         return c
 
@@ -62,12 +64,16 @@ class EvaluationConfig:
         d = asdict(self)
         d.pop("progress")
         d["optimizer"] = "AdamW, cosine" if self.protocol == "soft" else "SGD momentum 0.9, x0.1 at half"
-        d["augmentation"] = f"random resized crop {self.crop_scale} + flip" + (f" + cutmix p={self.cutmix_p}" if self.protocol == "soft" else "")
+        d["augmentation"] = f"random resized crop {self.crop_scale} + flip" + (
+            f" + cutmix p={self.cutmix_p}" if self.protocol == "soft" else ""
+        )
         return d
 
 
 @torch.no_grad()
-def test_accuracy(model: Backbone, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> tuple[float, float]:
+def test_accuracy(
+    model: Backbone, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000
+) -> tuple[float, float]:
     """``(top-1, top-5)`` accuracy of ``model`` on uint8 ``images (N, C, H, W)``."""
     model.eval()
     device = next(model.parameters()).device
@@ -89,7 +95,12 @@ def build_student(config: EvaluationConfig, spec: ImageSpec, num_classes: int, s
     if config.protocol == "hard" and config.student == "wmdd_convnet":
         kwargs.setdefault("norm", "instance")  # the literature's ConvNet for hard labels
     return load_backbone(
-        config.student, num_classes=num_classes, in_chans=spec.channels, img_size=spec.size[0], pretrained=False, **kwargs
+        config.student,
+        num_classes=num_classes,
+        in_chans=spec.channels,
+        img_size=spec.size[0],
+        pretrained=False,
+        **kwargs,
     )
 
 
@@ -207,9 +218,17 @@ def evaluate_distilled(
     for seed in seeds:
         runs.append(
             train_student(
-                images, labels, test_images, test_labels, config, seed,
-                teacher=None if use_stored_soft_labels else teacher_bb, views=views, view_probs=view_probs,
-                num_classes=num_classes, desc=f"student seed {seed}",
+                images,
+                labels,
+                test_images,
+                test_labels,
+                config,
+                seed,
+                teacher=None if use_stored_soft_labels else teacher_bb,
+                views=views,
+                view_probs=view_probs,
+                num_classes=num_classes,
+                desc=f"student seed {seed}",
             )
         )
     accs = [r["acc"] for r in runs]
@@ -226,5 +245,7 @@ def evaluate_distilled(
     if plot_path:
         from .visualization import save_accuracy_curve
 
-        save_accuracy_curve({f"seed {s}": r["curve"] for s, r in zip(seeds, runs)}, plot_path, f"{config.protocol} protocol")
+        save_accuracy_curve(
+            {f"seed {s}": r["curve"] for s, r in zip(seeds, runs)}, plot_path, f"{config.protocol} protocol"
+        )
     return result

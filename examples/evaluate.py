@@ -1,0 +1,56 @@
+"""Train students on a distilled set and report accuracy on the real test split.
+
+python examples/evaluate.py --distilled outputs/wmdd-fashion-mnist-ipc10/distilled
+python examples/evaluate.py --distilled user/fashion-mnist-wmdd-ipc10 --protocol hard --seeds 0 1 2
+"""
+
+import json
+from dataclasses import dataclass, field
+
+from wmdd_hf import load_image_dataset
+from wmdd_hf.cli import parse_args
+from wmdd_hf.evaluation import EvaluationConfig, evaluate_distilled
+
+
+@dataclass
+class EvaluateArguments:
+    distilled: str = field(metadata={"help": "Distilled set: a local folder or a Hub dataset id."})
+    teacher: str | None = field(
+        default="checkpoints/fashion-mnist-convnet64", metadata={"help": "Teacher for the soft protocol."}
+    )
+    dataset: str = field(default="fashion_mnist", metadata={"help": "Dataset whose eval split is the test set."})
+    eval_split: str = field(default="test", metadata={"help": "Real evaluation split."})
+    protocol: str = field(default="soft", metadata={"help": "'soft' (KD from the teacher) or 'hard' (labels only)."})
+    student: str = field(default="wmdd_convnet", metadata={"help": "Student architecture (timm name or folder)."})
+    epochs: int | None = field(default=None, metadata={"help": "Student epochs (default: by set size)."})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Student seeds."})
+    use_stored_soft_labels: bool = field(
+        default=False, metadata={"help": "Train on the stored augmented-view labels, no teacher."}
+    )
+    plot: str | None = field(default=None, metadata={"help": "Save the accuracy curves to this PNG."})
+
+
+def main() -> None:
+    (args,) = parse_args((EvaluateArguments,))
+    test = load_image_dataset(args.dataset, args.eval_split)
+    config = EvaluationConfig(
+        protocol=args.protocol,
+        student=args.student,
+        epochs=args.epochs,
+        student_kwargs={"width": 64} if args.student == "wmdd_convnet" else {},
+    )
+    teacher = None if args.use_stored_soft_labels else args.teacher
+    result = evaluate_distilled(
+        args.distilled,
+        test,
+        teacher=teacher,
+        config=config,
+        seeds=tuple(args.seeds),
+        use_stored_soft_labels=args.use_stored_soft_labels,
+        plot_path=args.plot,
+    )
+    print(json.dumps({k: v for k, v in result.items() if k != "curves"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+# The Hub double must be in place before huggingface_hub / datasets read HF_ENDPOINT at import time.
+from hub_double import HubDouble  # noqa: E402
+
+HUB = HubDouble().start()
+os.environ["HF_ENDPOINT"] = HUB.endpoint
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.pop("HF_TOKEN", None)
+os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 os.environ.setdefault("HF_UPDATE_DOWNLOAD_COUNTS", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -12,6 +24,15 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture
+def hub():
+    """The loopback Hub double (fresh repos for every test); unknown routes fail the test."""
+    HUB.repos.clear()
+    HUB.unknown.clear()
+    yield HUB
+    assert not HUB.unknown, f"the client called routes the Hub double does not know: {HUB.unknown}"
 
 
 @pytest.fixture(scope="session")

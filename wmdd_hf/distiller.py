@@ -288,11 +288,14 @@ class Distiller:
         from tqdm.auto import tqdm
 
         with acc.split_between_processes(batches) as mine:
-            bar = tqdm(mine, desc="synthesis (class batches)", disable=not acc.is_main_process or a.disable_tqdm)
-            for index, classes in bar:
+            bar = tqdm(
+                total=len(mine) * a.iterations, desc="synthesis", unit="step", disable=not acc.is_main_process or a.disable_tqdm
+            )
+            for index, classes in mine:
                 path = folder / f"batch_{index:05d}.pt"
                 if path.exists():
                     self.state.skipped_batches += 1
+                    bar.update(a.iterations)
                     continue
                 generator = torch.Generator().manual_seed(class_seed(a.seed, classes[0]))
                 init = self._initial_images(classes, stats, bary, generator)
@@ -303,14 +306,20 @@ class Distiller:
                 )
                 start_step = index * a.iterations
 
-                def on_log(it, record, start_step=start_step):
+                def on_step(it, start_step=start_step):
                     self.state.global_step = start_step + it + 1
-                    self.log(record)
+                    bar.update(1)
                     self._callback("on_step_end")
+
+                def on_log(it, record, classes=classes):
+                    bar.set_postfix(classes=f"{classes[0]}-{classes[-1]}", loss=f"{record['loss']:.4g}")
+                    self.log(record)
+
+                self.state.global_step = start_step
 
                 with acc.autocast():
                     images, history = synthesize_batch(
-                        self.teacher, init, labels, points, weights, targets, config, generator, on_log
+                        self.teacher, init, labels, points, weights, targets, config, generator, on_log, on_step
                     )
                 ckpt.atomic_save(
                     {"classes": classes, "images": images.float().cpu(), "labels": labels, "history": history}, path
@@ -319,7 +328,7 @@ class Distiller:
                     self.output_dir, stage="synthesis", batch=index, classes=classes, process=acc.process_index
                 )
                 self.state.synthesized_batches += 1
-                bar.set_postfix(loss=f"{history[-1]['loss']:.3g}")
+            bar.close()
         acc.wait_for_everyone()
 
     def _collect_synthetic(self) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:

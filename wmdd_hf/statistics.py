@@ -63,13 +63,18 @@ def channel_dim(module: nn.Module) -> int:
 
 
 def per_sample_moments(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Per-sample channel moments of a layer input: ``(mean (B, C), m2 (B, C), values per channel per sample)``."""
-    if dim != 1:
-        x = x.movedim(dim, 1)
-    x = x.reshape(x.shape[0], x.shape[1], -1)
-    mean = x.mean(dim=2)
-    m2 = (x - mean[:, :, None]).pow(2).sum(dim=2)
-    return mean, m2, x.shape[2]
+    """Per-sample channel moments of a layer input: ``(mean (B, C), m2 (B, C), values per channel per sample)``.
+
+    One fused, numerically stable reduction (``torch.var_mean``) over every dimension but the batch and channel
+    ones; differentiable (synthesis uses it on the synthetic batch).
+    """
+    channel = dim % x.ndim
+    reduce = tuple(d for d in range(1, x.ndim) if d != channel)
+    if not reduce:
+        return x, torch.zeros_like(x), 1
+    var, mean = torch.var_mean(x, dim=reduce, correction=0)
+    count = x.numel() // (x.shape[0] * x.shape[channel])
+    return mean, var * count, count
 
 
 def batch_class_moments(x: torch.Tensor, labels: torch.Tensor, num_classes: int, dim: int) -> NormMoments:

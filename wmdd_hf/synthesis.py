@@ -101,6 +101,7 @@ def synthesize_batch(
     config: SynthesisConfig,
     generator: torch.Generator | None = None,
     on_log: Callable[[int, dict], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, list[dict]]:
     """Optimises one batch of synthetic images.
 
@@ -113,7 +114,9 @@ def synthesize_batch(
         targets: real norm statistics (``None`` when ``bn_loss="none"``).
         config: the hyper-parameters.
         generator: seeds the augmentation views (CPU generator).
-        on_log: called as ``on_log(iteration, {"loss", "feature_loss", "bn_loss", "learning_rate"})``.
+        on_log: called as ``on_log(iteration, {"loss", "feature_loss", "bn_loss", "learning_rate"})`` every
+            ``config.log_every`` iterations and at the last one.
+        on_step: called as ``on_step(iteration)`` after every optimisation step.
 
     Returns:
         the optimised images ``(B, C, H, W)`` in [0, 1] (detached) and the logged history.
@@ -164,6 +167,8 @@ def synthesize_batch(
             optimizer.step()
             with torch.no_grad():
                 pixels.clamp_(0.0, 1.0)
+            if on_step is not None:
+                on_step(it)
             if it % config.log_every == 0 or it == config.iterations - 1:
                 record = {
                     "iteration": it,

@@ -1,0 +1,120 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datasets import load_dataset
+
+from wmdd_hf import DistillationArguments, Distiller, load_distilled
+from wmdd_hf.hub import HubError, push_distilled
+
+TOKEN = "hf_test_token"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def distilled_run(tiny_teacher_dir, small_train, tmp_path_factory):
+    from wmdd_hf import load_backbone
+
+    out = tmp_path_factory.mktemp("hubrun") / "run"
+    args = DistillationArguments(output_dir=str(out), images_per_class=2, iterations=5, batch_size=20, soft_label_epochs=2,
+                                 disable_tqdm=True, hub_dataset_id="tester/fmnist-wmdd", hub_token=TOKEN)
+    distiller = Distiller(load_backbone(tiny_teacher_dir), args, small_train)
+    distiller.distill()
+    return distiller
+
+
+def _rows(ds):
+    return [(r["image"].tobytes(), r["image"].mode, r["label"], r["soft_label"], r["barycenter_weight"]) for r in ds]
+
+
+def test_push_and_load_back_through_the_real_clients(hub, distilled_run, tmp_path):
+    url = distilled_run.push_to_hub()
+    assert "tester/fmnist-wmdd" in url
+    repo = hub.repos["tester/fmnist-wmdd"]
+    assert any(p.startswith("data/train-") and p.endswith(".parquet") for p in repo.files)
+    assert "synthetic_grid.png" in repo.files and "README.md" in repo.files
+    assert all(p in repo.lfs for p in repo.files if p.endswith(".parquet"))
+    local = distilled_run.distilled
+    remote = load_dataset("tester/fmnist-wmdd", split="train", token=TOKEN, cache_dir=str(tmp_path / "cache"))
+    assert remote.features == local.features
+    assert _rows(remote) == _rows(local)
+    # image bytes are the PNG bytes that were written
+    assert remote.cast_column("image", remote.features["image"].__class__(decode=False))[0]["image"]["bytes"][:8] == b"\x89PNG\r\n\x1a\n"
+    views = load_dataset("tester/fmnist-wmdd", "soft_labels", split="train", token=TOKEN, cache_dir=str(tmp_path / "cache"))
+    assert len(views) == 2 * len(local) and set(views.column_names) == {"epoch", "image_index", "view", "soft_label"}
+    ds, views2, meta = load_distilled("tester/fmnist-wmdd", token=TOKEN)
+    assert len(ds) == 20 and len(views2) == 40 and meta["arguments"]["images_per_class"] == 2
+
+
+def test_card_renders_validates_and_keeps_configs(hub, distilled_run):
+    from huggingface_hub import DatasetCard
+
+    distilled_run.push_to_hub()
+    card = DatasetCard(hub.repos["tester/fmnist-wmdd"].files["README.md"].decode())
+    data = card.data.to_dict()
+    assert {c["config_name"] for c in data["configs"]} == {"default", "soft_labels"}
+    assert "dataset-distillation" in data["tags"] and "wmdd" in data["tags"]
+    assert data["task_categories"] == ["image-classification"]
+    body = card.text
+    assert "![Synthetic images, a row per class](synthetic_grid.png)" in body
+    for key in ("images_per_class", "bn_weight", "barycenter_weights", "feature_loss"):
+        assert f"`{key}`" in body
+    assert "hf_test_token" not in card.content
+    assert "Dataset Distillation via the Wasserstein Metric" in body
+    assert 'load_dataset("tester/fmnist-wmdd")' in body.replace(', split="train"', "")
+
+
+def test_second_push_replaces_the_data_without_stale_files(hub, distilled_run, tmp_path):
+    distilled_run.push_to_hub()
+    first = set(hub.repos["tester/fmnist-wmdd"].files)
+    # a different set in the same repo: other images, hence other content-named shards
+    folder = tmp_path / "other"
+    import shutil
+
+    shutil.copytree(distilled_run.output_dir / "distilled", folder)
+    from wmdd_hf.hub import save_distilled
+
+    meta = json.loads((folder / "wmdd_hf.json").read_text())
+    smaller = distilled_run.distilled.select(range(10))
+    save_distilled(folder, smaller, {**meta, "arguments": {**meta["arguments"], "soft_label_epochs": 0}})
+    push_distilled(folder, "tester/fmnist-wmdd", token=TOKEN)
+    files = set(hub.repos["tester/fmnist-wmdd"].files)
+    assert not any(p.startswith("soft_labels/") for p in files)
+    assert len([p for p in files if p.startswith("data/")]) == 1 and files != first
+    assert len(hub.repos["tester/fmnist-wmdd"].commits) == 2
+    again = load_dataset("tester/fmnist-wmdd", split="train", token=TOKEN, cache_dir=str(tmp_path / "cache"))
+    assert len(again) == 10
+
+
+def test_bad_repo_id_and_missing_token_fail_before_any_upload(hub, distilled_run):
+    with pytest.raises(HubError, match="not a valid Hub dataset id"):
+        distilled_run.push_to_hub("no-slash-here")
+    with pytest.raises(HubError, match="No valid Hub token"):
+        push_distilled(distilled_run.output_dir / "distilled", "tester/other", token="hf_wrong")
+    assert hub.repos == {}
+    assert not [r for r in hub.requests if "preupload" in r[1] and "tester/other" in r[1]]
+
+
+def test_local_folder_loads_with_plain_load_dataset(distilled_run):
+    folder = str(distilled_run.output_dir / "distilled")
+    assert _rows(load_dataset(folder, split="train")) == _rows(distilled_run.distilled)
+    views = load_dataset(folder, "soft_labels", split="train")
+    first = views[3]
+    assert first["epoch"] == 0 and first["image_index"] == 3 and len(first["view"]) == 5
+    np.testing.assert_allclose(sum(first["soft_label"]), 1.0, atol=5e-3)
+
+
+def test_loading_needs_no_wmdd_hf(distilled_run, tmp_path):
+    """A subprocess that cannot import wmdd_hf still loads the folder with datasets alone."""
+    code = (
+        "import sys; sys.modules['wmdd_hf'] = None\n"
+        "from datasets import load_dataset\n"
+        f"ds = load_dataset({str(distilled_run.output_dir / 'distilled')!r}, split='train')\n"
+        "print(len(ds), ds.features['label'].names[0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["20", "T-shirt/top"]

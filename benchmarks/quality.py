@@ -213,7 +213,7 @@ def main() -> None:
         },
     }
     for ipc in args.ipc:
-        methods = args.methods or default_methods(ipc)
+        methods = [m for m in (args.methods or default_methods(ipc)) if m != "none"]
         cache: dict = {}
         for method in methods:
             start = time.time()

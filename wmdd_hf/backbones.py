@@ -25,6 +25,17 @@ logger = logging.getLogger(__name__)
 NORM_KINDS = ("batch", "layer", "group")
 
 
+def norm_channel_dim(module: nn.Module) -> int:
+    """Which dimension of the layer's input holds the normalised channels: 1 for BatchNorm, GroupNorm and
+    channels-first LayerNorms (timm ``LayerNorm2d``, transformers ``data_format="channels_first"``), -1 for
+    token LayerNorms (ViT ``(B, N, C)``)."""
+    if norm_kind(module) != "layer":
+        return 1
+    if "2d" in type(module).__name__ or getattr(module, "data_format", None) == "channels_first":
+        return 1
+    return -1
+
+
 def norm_kind(module: nn.Module) -> str | None:
     """``"batch"`` for any BatchNorm (torch, Sync, timm's BatchNormAct), ``"layer"`` for LayerNorm, ``"group"``
     for GroupNorm, else ``None``."""

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .backbones import Backbone, norm_kind
+from .backbones import Backbone, norm_channel_dim, norm_kind
 
 
 @dataclass
@@ -59,7 +59,7 @@ class NormMoments:
 
 
 def channel_dim(module: nn.Module) -> int:
-    return -1 if norm_kind(module) == "layer" else 1
+    return norm_channel_dim(module)
 
 
 def per_sample_moments(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -215,7 +215,7 @@ def collect_class_statistics(
     kinds = {name: norm_kind(m) for name, m in layers}
     for name, module in layers:  # layers never reached (no data) still get zero moments
         if name not in norms:
-            channels = module.num_features if hasattr(module, "num_features") else module.normalized_shape[-1]
+            channels = getattr(module, "num_features", None) or getattr(module, "num_channels", None) or module.normalized_shape[-1]
             norms[name] = NormMoments.zeros(num_classes, channels)
     features, rows = reservoir.result(backbone.feature_dim)
     return ClassStatistics(features, rows, norms, counts, kinds)

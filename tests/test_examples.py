@@ -1,0 +1,52 @@
+"""The example scripts are thin wrappers: their CLI, YAML configs and a full run that pushes to the Hub double."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wmdd_hf import DistillationArguments
+from wmdd_hf.cli import parse_args
+from wmdd_hf.teacher import TeacherTrainingArguments
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(args, timeout=600, **env):
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    return out.stdout
+
+
+@pytest.mark.parametrize("script, flag", [("examples/train_teacher.py", "--epochs"), ("examples/distill.py", "--images_per_class"),
+                                          ("examples/evaluate.py", "--protocol")])
+def test_help(script, flag):
+    assert flag in _run([script, "--help"])
+
+
+def test_yaml_config_and_flags(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("images_per_class: 50\nbn_weight: 0.5\noutput_dir: from-yaml\nreport_to: tensorboard\n")
+    (args,) = parse_args((DistillationArguments,), ["--config", str(config), "--bn_weight", "2.0"])
+    assert args.images_per_class == 50 and args.bn_weight == 2.0 and args.output_dir == "from-yaml"
+    assert args.trackers == ["tensorboard"]
+    with pytest.raises(ValueError, match="feature_loss='kl'"):
+        parse_args((DistillationArguments,), ["--feature_loss", "kl"])
+    (teacher,) = parse_args((TeacherTrainingArguments,), ["--epochs", "3"])
+    assert teacher.epochs == 3 and teacher.model == "wmdd_convnet"
+
+
+def test_distill_script_runs_logs_and_pushes(hub, tiny_teacher_dir, small_train, tmp_path):
+    data = tmp_path / "data"
+    small_train.select(range(0, 3000, 10)).save_to_disk(str(data))
+    out = tmp_path / "out"
+    stdout = _run(["examples/distill.py", "--teacher", str(tiny_teacher_dir), "--dataset", str(data), "--eval_split", "",
+                   "--output_dir", str(out), "--images_per_class", "1", "--iterations", "10", "--report_to", "tensorboard",
+                   "--push_to_hub", "--hub_dataset_id", "tester/from-cli", "--hub_token", "hf_test_token", "--disable_tqdm"])
+    assert "distilled 10 images" in stdout
+    assert any(p.endswith(".parquet") for p in hub.repos["tester/from-cli"].files)
+    events = list(out.rglob("events.out.tfevents.*"))
+    assert events, "tensorboard logs were not written"

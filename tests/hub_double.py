@@ -65,7 +65,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     # -- helpers --------------------------------------------------------------------------------------------------
-    def _send(self, status: int, body: bytes | dict | list | None = None, headers: dict | None = None, head: bool = False):
+    def _send(
+        self, status: int, body: bytes | dict | list | None = None, headers: dict | None = None, head: bool = False
+    ):
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
             headers = {"Content-Type": "application/json", **(headers or {})}
@@ -118,10 +120,20 @@ class _Handler(BaseHTTPRequestHandler):
 
             card = yaml.safe_load(readme.split("---")[1]) or {}
         return {
-            "_id": repo.sha[:24], "id": repo.repo_id, "author": repo.repo_id.split("/")[0], "sha": repo.sha,
-            "private": repo.private, "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": [],
-            "lastModified": time.strftime(DATE, time.gmtime()), "createdAt": time.strftime(DATE, time.gmtime()),
-            "cardData": card, "siblings": [{"rfilename": p} for p in sorted(repo.files)],
+            "_id": repo.sha[:24],
+            "id": repo.repo_id,
+            "author": repo.repo_id.split("/")[0],
+            "sha": repo.sha,
+            "private": repo.private,
+            "disabled": False,
+            "gated": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "lastModified": time.strftime(DATE, time.gmtime()),
+            "createdAt": time.strftime(DATE, time.gmtime()),
+            "cardData": card,
+            "siblings": [{"rfilename": p} for p in sorted(repo.files)],
         }
 
     def _entry(self, repo: Repo, path: str) -> dict:
@@ -144,7 +156,9 @@ class _Handler(BaseHTTPRequestHandler):
                     d = "/".join(([prefix] if prefix else []) + parts[:i])
                     if d not in dirs:
                         dirs.add(d)
-                        out.append({"type": "directory", "path": d, "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0})
+                        out.append(
+                            {"type": "directory", "path": d, "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0}
+                        )
                 if not recursive:
                     continue
             out.append(self._entry(repo, path))
@@ -172,8 +186,16 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/api/whoami-v2" and self.command == "GET":
             if not self._authorized():
                 return self._send(401, {"error": "Invalid credentials in Authorization header"})
-            return self._send(200, {"type": "user", "name": self.server.user, "fullname": "Test", "orgs": [],
-                                    "auth": {"type": "access_token", "accessToken": {"displayName": "t", "role": "write"}}})
+            return self._send(
+                200,
+                {
+                    "type": "user",
+                    "name": self.server.user,
+                    "fullname": "Test",
+                    "orgs": [],
+                    "auth": {"type": "access_token", "accessToken": {"displayName": "t", "role": "write"}},
+                },
+            )
         if path == "/api/repos/create" and self.command == "POST":
             if not self._authorized():
                 return self._send(401, {"error": "Unauthorized"})
@@ -217,8 +239,20 @@ class _Handler(BaseHTTPRequestHandler):
             if repo is None:
                 return None
             files = json.loads(self._body())["files"]
-            return self._send(200, {"files": [{"path": f["path"], "uploadMode": "lfs" if f["path"].endswith(LFS_SUFFIXES) else "regular",
-                                                "shouldIgnore": False} for f in files], "commitOid": repo.sha})
+            return self._send(
+                200,
+                {
+                    "files": [
+                        {
+                            "path": f["path"],
+                            "uploadMode": "lfs" if f["path"].endswith(LFS_SUFFIXES) else "regular",
+                            "shouldIgnore": False,
+                        }
+                        for f in files
+                    ],
+                    "commitOid": repo.sha,
+                },
+            )
         if (m := re.fullmatch(r"/datasets/([^/]+/[^/]+)\.git/info/lfs/objects/batch", path)) and self.command == "POST":
             if not self._authorized():
                 return self._send(401, {"error": "Unauthorized"})
@@ -227,9 +261,13 @@ class _Handler(BaseHTTPRequestHandler):
             for o in body["objects"]:
                 entry = {"oid": o["oid"], "size": o["size"], "authenticated": True}
                 if o["oid"] not in self.server.blobs:
-                    entry["actions"] = {"upload": {"href": f"{self.server.endpoint}/lfs-upload/{o['oid']}", "header": {}}}
+                    entry["actions"] = {
+                        "upload": {"href": f"{self.server.endpoint}/lfs-upload/{o['oid']}", "header": {}}
+                    }
                 objects.append(entry)
-            return self._send(200, {"transfer": "basic", "objects": objects}, {"Content-Type": "application/vnd.git-lfs+json"})
+            return self._send(
+                200, {"transfer": "basic", "objects": objects}, {"Content-Type": "application/vnd.git-lfs+json"}
+            )
         if (m := re.fullmatch(r"/lfs-upload/([0-9a-f]{64})", path)) and self.command == "PUT":
             data = self._body()
             if hashlib.sha256(data).hexdigest() != m.group(1):
@@ -266,9 +304,19 @@ class _Handler(BaseHTTPRequestHandler):
                 else:
                     return self._unknown()
             sha = repo.commit(message)
-            return self._send(200, {"commitUrl": f"{self.server.endpoint}/datasets/{repo.repo_id}/commit/{sha}",
-                                    "commitOid": sha, "commitMessage": message, "pullRequestUrl": None})
-        if (m := re.fullmatch(r"/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)) and self.command in ("GET", "HEAD"):
+            return self._send(
+                200,
+                {
+                    "commitUrl": f"{self.server.endpoint}/datasets/{repo.repo_id}/commit/{sha}",
+                    "commitOid": sha,
+                    "commitMessage": message,
+                    "pullRequestUrl": None,
+                },
+            )
+        if (m := re.fullmatch(r"/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)) and self.command in (
+            "GET",
+            "HEAD",
+        ):
             repo = self._repo(m.group(1))
             if repo is None:
                 return None
@@ -277,7 +325,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"}, head=head)
             data = repo.files[file]
             etag = hashlib.sha256(data).hexdigest() if file in repo.lfs else hashlib.sha1(data).hexdigest()
-            headers = {"X-Repo-Commit": repo.sha, "ETag": f'"{etag}"', "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+            headers = {
+                "X-Repo-Commit": repo.sha,
+                "ETag": f'"{etag}"',
+                "Accept-Ranges": "bytes",
+                "Content-Type": "application/octet-stream",
+            }
             if file in repo.lfs:
                 headers["X-Linked-Etag"] = f'"{etag}"'
                 headers["X-Linked-Size"] = str(len(data))

@@ -168,3 +168,15 @@ def test_non_finite_loss_keeps_finished_batches(tmp_path, tiny_teacher, small_tr
         d.distill()
     assert (tmp_path / "run" / "synthetic" / "batch_00000.pt").exists()
     assert not (tmp_path / "run" / "synthetic" / "batch_00001.pt").exists()
+
+
+def test_streaming_dataset_is_distilled_without_random_access(tmp_path, tiny_teacher, small_train):
+    subset = small_train.select(range(0, 3000, 3))
+    stream = subset.to_iterable_dataset()
+    d = Distiller(tiny_teacher, _args(tmp_path, iterations=5, soft_label_epochs=0), stream)
+    distilled = d.distill()
+    assert len(distilled) == 20
+    stats = d._statistics()
+    assert stats.counts.tolist() == np.bincount(subset["label"], minlength=10).astype(float).tolist()
+    with pytest.raises(DatasetValidationError, match="init='real' needs a map-style Dataset"):
+        Distiller(tiny_teacher, _args(tmp_path / "x", init="real"), stream)

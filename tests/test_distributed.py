@@ -13,8 +13,21 @@ import torch
 from wmdd_hf.checkpoint import load, read_events
 
 SCRIPT = str(Path(__file__).parent / "scripts" / "run_distill.py")
-TWO_CPU_PROCESSES = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                     "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29581"]
+TWO_CPU_PROCESSES = [
+    "accelerate",
+    "launch",
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+    "--main_process_port",
+    "29581",
+]
 
 
 @pytest.fixture(scope="module")

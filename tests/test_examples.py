@@ -15,14 +15,26 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(args, timeout=600, **env):
-    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout,
-                         env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+    out = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     return out.stdout
 
 
-@pytest.mark.parametrize("script, flag", [("examples/train_teacher.py", "--epochs"), ("examples/distill.py", "--images_per_class"),
-                                          ("examples/evaluate.py", "--protocol")])
+@pytest.mark.parametrize(
+    "script, flag",
+    [
+        ("examples/train_teacher.py", "--epochs"),
+        ("examples/distill.py", "--images_per_class"),
+        ("examples/evaluate.py", "--protocol"),
+    ],
+)
 def test_help(script, flag):
     assert flag in _run([script, "--help"])
 
@@ -43,9 +55,31 @@ def test_distill_script_runs_logs_and_pushes(hub, tiny_teacher_dir, small_train,
     data = tmp_path / "data"
     small_train.select(range(0, 3000, 10)).save_to_disk(str(data))
     out = tmp_path / "out"
-    stdout = _run(["examples/distill.py", "--teacher", str(tiny_teacher_dir), "--dataset", str(data), "--eval_split", "",
-                   "--output_dir", str(out), "--images_per_class", "1", "--iterations", "10", "--report_to", "tensorboard",
-                   "--push_to_hub", "--hub_dataset_id", "tester/from-cli", "--hub_token", "hf_test_token", "--disable_tqdm"])
+    stdout = _run(
+        [
+            "examples/distill.py",
+            "--teacher",
+            str(tiny_teacher_dir),
+            "--dataset",
+            str(data),
+            "--eval_split",
+            "",
+            "--output_dir",
+            str(out),
+            "--images_per_class",
+            "1",
+            "--iterations",
+            "10",
+            "--report_to",
+            "tensorboard",
+            "--push_to_hub",
+            "--hub_dataset_id",
+            "tester/from-cli",
+            "--hub_token",
+            "hf_test_token",
+            "--disable_tqdm",
+        ]
+    )
     assert "distilled 10 images" in stdout
     assert any(p.endswith(".parquet") for p in hub.repos["tester/from-cli"].files)
     events = list(out.rglob("events.out.tfevents.*"))

@@ -19,8 +19,16 @@ def distilled_run(tiny_teacher_dir, small_train, tmp_path_factory):
     from wmdd_hf import load_backbone
 
     out = tmp_path_factory.mktemp("hubrun") / "run"
-    args = DistillationArguments(output_dir=str(out), images_per_class=2, iterations=5, batch_size=20, soft_label_epochs=2,
-                                 disable_tqdm=True, hub_dataset_id="tester/fmnist-wmdd", hub_token=TOKEN)
+    args = DistillationArguments(
+        output_dir=str(out),
+        images_per_class=2,
+        iterations=5,
+        batch_size=20,
+        soft_label_epochs=2,
+        disable_tqdm=True,
+        hub_dataset_id="tester/fmnist-wmdd",
+        hub_token=TOKEN,
+    )
     distiller = Distiller(load_backbone(tiny_teacher_dir), args, small_train)
     distiller.distill()
     return distiller
@@ -42,8 +50,13 @@ def test_push_and_load_back_through_the_real_clients(hub, distilled_run, tmp_pat
     assert remote.features == local.features
     assert _rows(remote) == _rows(local)
     # image bytes are the PNG bytes that were written
-    assert remote.cast_column("image", remote.features["image"].__class__(decode=False))[0]["image"]["bytes"][:8] == b"\x89PNG\r\n\x1a\n"
-    views = load_dataset("tester/fmnist-wmdd", "soft_labels", split="train", token=TOKEN, cache_dir=str(tmp_path / "cache"))
+    assert (
+        remote.cast_column("image", remote.features["image"].__class__(decode=False))[0]["image"]["bytes"][:8]
+        == b"\x89PNG\r\n\x1a\n"
+    )
+    views = load_dataset(
+        "tester/fmnist-wmdd", "soft_labels", split="train", token=TOKEN, cache_dir=str(tmp_path / "cache")
+    )
     assert len(views) == 2 * len(local) and set(views.column_names) == {"epoch", "image_index", "view", "soft_label"}
     ds, views2, meta = load_distilled("tester/fmnist-wmdd", token=TOKEN)
     assert len(ds) == 20 and len(views2) == 40 and meta["arguments"]["images_per_class"] == 2

@@ -11,10 +11,29 @@ from wmdd_hf.checkpoint import load
 
 def _vit_teachers():
     torch.manual_seed(0)
-    hf = ViTForImageClassification(ViTConfig(image_size=28, patch_size=7, num_channels=1, hidden_size=32, num_hidden_layers=2,
-                                              num_attention_heads=2, intermediate_size=64, num_labels=10))
-    timm_vit = load_backbone("vit_tiny_patch16_224", num_classes=10, in_chans=1, img_size=28, pretrained=False,
-                             patch_size=7, embed_dim=32, depth=2, num_heads=2)
+    hf = ViTForImageClassification(
+        ViTConfig(
+            image_size=28,
+            patch_size=7,
+            num_channels=1,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_labels=10,
+        )
+    )
+    timm_vit = load_backbone(
+        "vit_tiny_patch16_224",
+        num_classes=10,
+        in_chans=1,
+        img_size=28,
+        pretrained=False,
+        patch_size=7,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+    )
     return {"transformers": load_backbone(hf), "timm": timm_vit}
 
 
@@ -22,8 +41,17 @@ def _vit_teachers():
 def test_vit_pipeline_matches_per_class_layernorm_statistics(kind, tmp_path, small_train):
     teacher = _vit_teachers()[kind]
     assert teacher.norm_kinds() == {"layer"}
-    args = DistillationArguments(output_dir=str(tmp_path / "run"), images_per_class=2, iterations=40, batch_size=20,
-                                 logging_steps=5, learning_rate=0.05, bn_weight=1.0, disable_tqdm=True, save_plots=False)
+    args = DistillationArguments(
+        output_dir=str(tmp_path / "run"),
+        images_per_class=2,
+        iterations=40,
+        batch_size=20,
+        logging_steps=5,
+        learning_rate=0.05,
+        bn_weight=1.0,
+        disable_tqdm=True,
+        save_plots=False,
+    )
     distiller = Distiller(teacher, args, small_train.select(range(0, 3000, 3)))
     distiller.distill()
     stats = load(tmp_path / "run" / "statistics.pt")
@@ -40,10 +68,19 @@ def test_vit_pipeline_matches_per_class_layernorm_statistics(kind, tmp_path, sma
 
 def test_group_norm_models_work(tmp_path, small_train):
     torch.manual_seed(0)
-    teacher = load_backbone("wmdd_convnet", num_classes=10, in_chans=1, width=8, depth=2, norm="group", pretrained=False)
+    teacher = load_backbone(
+        "wmdd_convnet", num_classes=10, in_chans=1, width=8, depth=2, norm="group", pretrained=False
+    )
     assert teacher.norm_kinds() == {"group"}
-    args = DistillationArguments(output_dir=str(tmp_path / "run"), images_per_class=1, iterations=20, batch_size=10,
-                                 logging_steps=5, disable_tqdm=True, save_plots=False)
+    args = DistillationArguments(
+        output_dir=str(tmp_path / "run"),
+        images_per_class=1,
+        iterations=20,
+        batch_size=10,
+        logging_steps=5,
+        disable_tqdm=True,
+        save_plots=False,
+    )
     Distiller(teacher, args, small_train.select(range(0, 3000, 10))).distill()
     history = load(tmp_path / "run" / "synthetic" / "batch_00000.pt")["history"]
     assert history[-1]["bn_loss"] < history[0]["bn_loss"]

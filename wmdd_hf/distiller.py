@@ -289,7 +289,10 @@ class Distiller:
 
         with acc.split_between_processes(batches) as mine:
             bar = tqdm(
-                total=len(mine) * a.iterations, desc="synthesis", unit="step", disable=not acc.is_main_process or a.disable_tqdm
+                total=len(mine) * a.iterations,
+                desc="synthesis",
+                unit="step",
+                disable=not acc.is_main_process or a.disable_tqdm,
             )
             for index, classes in mine:
                 path = folder / f"batch_{index:05d}.pt"

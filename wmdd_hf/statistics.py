@@ -215,7 +215,11 @@ def collect_class_statistics(
     kinds = {name: norm_kind(m) for name, m in layers}
     for name, module in layers:  # layers never reached (no data) still get zero moments
         if name not in norms:
-            channels = getattr(module, "num_features", None) or getattr(module, "num_channels", None) or module.normalized_shape[-1]
+            channels = (
+                getattr(module, "num_features", None)
+                or getattr(module, "num_channels", None)
+                or module.normalized_shape[-1]
+            )
             norms[name] = NormMoments.zeros(num_classes, channels)
     features, rows = reservoir.result(backbone.feature_dim)
     return ClassStatistics(features, rows, norms, counts, kinds)

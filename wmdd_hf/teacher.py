@@ -35,6 +35,9 @@ class TeacherTrainingArguments:
     )
     in_chans: int | None = field(default=None, metadata={"help": "Input channels (default: the dataset's mode)."})
     width: int | None = field(default=None, metadata={"help": "Width of wmdd_convnet (ignored by other models)."})
+    model_kwargs: str | None = field(
+        default=None, metadata={"help": 'JSON of extra model arguments, e.g. \'{"patch_size": 4, "embed_dim": 96}\'.'}
+    )
     epochs: int = field(default=12, metadata={"help": "Training epochs."})
     batch_size: int = field(default=256, metadata={"help": "Batch size per process."})
     learning_rate: float = field(default=2e-3, metadata={"help": "AdamW peak learning rate (cosine decay)."})
@@ -64,7 +67,9 @@ def evaluate_accuracy(
 
 
 def build_teacher(args: TeacherTrainingArguments, num_classes: int, class_names: list[str], channels: int) -> Backbone:
-    kwargs = {}
+    import json
+
+    kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
     if args.model == "wmdd_convnet" and args.width:
         kwargs["width"] = args.width
     return load_backbone(

@@ -67,7 +67,7 @@ def test_two_processes_give_the_one_process_result(tiny_teacher_dir, dataset_dir
     assert torch.equal(labels_1, labels_2)
     torch.testing.assert_close(images_2, images_1, atol=1e-4, rtol=0)
     stats_1, stats_2 = load(tmp_path / "one" / "statistics.pt"), load(tmp_path / "two" / "statistics.pt")
-    for name, (count, mean, m2) in stats_1["norms"].items():
+    for name, (_count, mean, m2) in stats_1["norms"].items():
         torch.testing.assert_close(stats_2["norms"][name][1], mean, rtol=1e-9, atol=1e-12)
         torch.testing.assert_close(stats_2["norms"][name][2], m2, rtol=1e-9, atol=1e-9)
     from datasets import load_dataset

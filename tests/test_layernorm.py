@@ -58,7 +58,7 @@ def test_vit_pipeline_matches_per_class_layernorm_statistics(kind, tmp_path, sma
     assert set(stats["layer_kinds"].values()) == {"layer"}
     n_layers = len(teacher.norm_layers())
     assert len(stats["norms"]) == n_layers
-    for count, mean, m2 in stats["norms"].values():
+    for _count, mean, m2 in stats["norms"].values():
         assert mean.shape == (10, 32) and torch.all(m2 > 0)
     history = load(tmp_path / "run" / "synthetic" / "batch_00000.pt")["history"]
     assert history[-1]["bn_loss"] < 0.5 * history[0]["bn_loss"], history

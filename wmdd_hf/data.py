@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, IterableDataset, Value
+from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo, Features, Image, IterableDataset, Value
 from PIL import Image as PILImage
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,13 @@ def _fashion_mnist_from_idx(folder: Path) -> DatasetDict:
         images = _read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")
         labels = _read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz")
         rows = {"image": [PILImage.fromarray(a) for a in images], "label": labels.astype(np.int64).tolist()}
-        splits[split] = Dataset.from_dict(rows, features=features)
+        info = DatasetInfo(
+            dataset_name=FASHION_MNIST_HUB_ID,
+            description=f"Fashion-MNIST {split} split, read from Debian's dataset-fashion-mnist IDX files.",
+            license="mit",
+            features=features,
+        )
+        splits[split] = Dataset.from_dict(rows, features=features, info=info, split=split)
     return DatasetDict(splits)
 
 
@@ -77,7 +83,7 @@ def load_fashion_mnist(
     and cached with ``save_to_disk`` under ``cache_dir`` after the first build (~10 s). Without the Debian files it
     falls back to ``load_dataset("zalando-datasets/fashion_mnist")``.
     """
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "fashion_mnist"
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "fashion_mnist-v2"
     if (cache / "dataset_dict.json").exists():
         return DatasetDict.load_from_disk(str(cache))
     folder = Path(idx_dir) if idx_dir is not None else FASHION_MNIST_DIR

@@ -495,6 +495,7 @@ class Distiller:
         return {
             "arguments": {k: v for k, v in self.args.to_dict().items() if k != "hub_token"},
             "source_dataset": getattr(self.train_dataset.info, "dataset_name", None) or "unknown",
+            "license": getattr(self.train_dataset.info, "license", None) or "other",
             "source_split": str(getattr(self.train_dataset, "split", "train") or "train"),
             "num_images": self.metrics.get("num_images"),
             "num_classes": self.num_classes,
@@ -585,7 +586,30 @@ class Distiller:
             raise ValueError("evaluate() needs eval_dataset= (the real test split).")
         if self.distilled is None:
             raise RuntimeError("Nothing distilled yet: call distill() first.")
-        return evaluate_distilled(self.distilled, self.eval_dataset, teacher=self.teacher, **kwargs)
+        result = evaluate_distilled(self.distilled, self.eval_dataset, teacher=self.teacher, **kwargs)
+        if self.accelerator.is_main_process:
+            self._add_evaluation_to_card(result)
+        return result
+
+    def _add_evaluation_to_card(self, result: dict) -> None:
+        """Writes the evaluation into the distilled folder's ``wmdd_hf.json`` and its card."""
+        import json
+
+        from .hub import render_card
+
+        folder = self.output_dir / "distilled"
+        meta = json.loads((folder / "wmdd_hf.json").read_text())
+        p = result["protocol"]
+        table = (
+            "| protocol | student | top-1 % (mean ± std) | seeds |\n|---|---|---|---|\n"
+            f"| {p['protocol']} | {p['student']} {p['student_kwargs']} | {100 * result['acc_mean']:.2f} ± "
+            f"{100 * result['acc_std']:.2f} | {result['seeds']} |"
+        )
+        meta["evaluation"] = {k: v for k, v in result.items() if k != "curves"}
+        meta["evaluation_markdown"] = table + f"\n\nStudents tested on the real evaluation split; protocol: `{json.dumps(p)}`."
+        (folder / "wmdd_hf.json").write_text(json.dumps(meta, indent=2, default=str))
+        grid = "synthetic_grid.png" if (folder / "synthetic_grid.png").exists() else None
+        (folder / "README.md").write_text(render_card(meta, meta.get("repo_id") or folder.name, grid))
 
 
 def nearest_real_rows(stats: ClassStatistics, bary: dict, k: int, m: int) -> list[int]:

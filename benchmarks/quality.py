@@ -218,7 +218,17 @@ def main() -> None:
         for method in methods:
             start = time.time()
             extra = {}
-            same = [r for r in rows if r["method"] == ALIASES.get(method) and r["ipc"] == ipc]
+            known = rows + (
+                json.loads(Path(args.results).read_text())["results"] if Path(args.results).exists() else []
+            )
+            same = [
+                r
+                for r in known
+                if r["method"] == ALIASES.get(method)
+                and r["ipc"] == ipc
+                and r["protocol"] in args.protocols
+                and r["student"].startswith("wmdd_convnet")
+            ]
             if same:
                 for r in same:
                     rows.append({**r, "method": method, "note": f"the same distilled set as {r['method']}"})

@@ -101,7 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _unknown(self):
         self.server.unknown.append((self.command, self.path))
-        self._send(599, {"error": f"hub double: unknown route {self.command} {self.path}"})
+        self._send(599, {"error": f"hub double: unknown route {self.command} {self.path}"}, head=self.command == "HEAD")
 
     def _repo(self, repo_id: str) -> Repo | None:
         repo = self.server.repos.get(repo_id)
@@ -183,6 +183,11 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.requests.append((self.command, self.path))
         m = None
+        if path == "/api/agent-harnesses" and self.command == "GET":  # the client's once-a-day registry lookup
+            return self._send(200, {"standardEnvVars": [], "harnesses": {}})
+        if re.fullmatch(r"/api/models/.+|/[^/]+/[^/]+/resolve/.+", path) and not path.startswith("/datasets/"):
+            # this double hosts datasets only: every model repo is missing, as a real Hub answers for unknown ids
+            return self._send(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"}, head=head)
         if path == "/api/whoami-v2" and self.command == "GET":
             if not self._authorized():
                 return self._send(401, {"error": "Invalid credentials in Authorization header"})

@@ -606,7 +606,9 @@ class Distiller:
             f"{100 * result['acc_std']:.2f} | {result['seeds']} |"
         )
         meta["evaluation"] = {k: v for k, v in result.items() if k != "curves"}
-        meta["evaluation_markdown"] = table + f"\n\nStudents tested on the real evaluation split; protocol: `{json.dumps(p)}`."
+        meta["evaluation_markdown"] = (
+            table + f"\n\nStudents tested on the real evaluation split; protocol: `{json.dumps(p)}`."
+        )
         (folder / "wmdd_hf.json").write_text(json.dumps(meta, indent=2, default=str))
         grid = "synthetic_grid.png" if (folder / "synthetic_grid.png").exists() else None
         (folder / "README.md").write_text(render_card(meta, meta.get("repo_id") or folder.name, grid))

@@ -6,7 +6,7 @@
 Students (built from scratch, timm): the 3-block ConvNet (the teacher's family), ResNet-18 (a deeper CNN family),
 and two sizes of timm's VisionTransformer adapted to 28x28 inputs (patch 4, 49 tokens). Same soft protocol as the
 quality table (KD from the teacher of the set). With --vit_teacher, the set is distilled from a ViT teacher too
-(per-class LayerNorm statistics) and evaluated with the ConvNet student and the ViT students. Rows merge into
+(per-class LayerNorm statistics) and evaluated with the ConvNet student and the smaller ViT student. Rows merge into
 benchmarks/results/fashion_mnist.json (method wmdd, by student) and benchmarks/results/cross_arch.md.
 """
 

@@ -120,7 +120,8 @@ def merge_results(path: Path, payload: dict, rows: list[dict]) -> dict:
     data["commands"] = commands
     key = lambda r: (r["method"], r["ipc"], r["protocol"], r["student"])  # noqa: E731
     new_keys = {key(r) for r in rows}
-    data["results"] = [r for r in data["results"] if key(r) not in new_keys] + rows
+    latest = {key(r): r for r in rows}  # one row per key, the last measured
+    data["results"] = [r for r in data["results"] if key(r) not in new_keys] + list(latest.values())
     data["results"].sort(key=lambda r: (r["protocol"], r["ipc"], r["method"]))
     path.write_text(json.dumps(data, indent=2))
     return data

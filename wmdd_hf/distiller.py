@@ -18,6 +18,7 @@ A rerun with the same ``output_dir`` and arguments skips what is finished; diffe
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -382,7 +383,7 @@ class Distiller:
                 for name in ("synthetic", "distilled"):
                     shutil.rmtree(self.output_dir / name, ignore_errors=True)
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.atomic_write_text(__import__("json").dumps(config, indent=2), self.output_dir / "run_config.json")
+            ckpt.atomic_write_text(json.dumps(config, indent=2), self.output_dir / "run_config.json")
         acc.wait_for_everyone()
         if a.trackers:
             acc.init_trackers(
@@ -420,7 +421,7 @@ class Distiller:
         self.metrics.update(timings)
         if acc.is_main_process:
             self.log({k: v for k, v in self.metrics.items() if isinstance(v, (int, float))})
-            ckpt.atomic_write_text(__import__("json").dumps(self.metrics, indent=2), self.output_dir / "metrics.json")
+            ckpt.atomic_write_text(json.dumps(self.metrics, indent=2), self.output_dir / "metrics.json")
         self.distilled = dataset
         if a.push_to_hub:
             self.push_to_hub()
@@ -555,20 +556,14 @@ class Distiller:
         commit_message: str | None = None,
     ) -> str | None:
         """Pushes ``output_dir/distilled`` to the Hub dataset repo (main process only; others return None)."""
-        from .hub import check_repo_id, push_distilled
+        from .hub import check_repo_id, push_distilled, update_distilled_metadata
 
         repo_id = check_repo_id(repo_id or self.args.hub_dataset_id)
         if not self.accelerator.is_main_process:
             return None
         folder = self.output_dir / "distilled"
-        from .hub import render_card
-
-        readme = folder / "README.md"
-        if readme.exists():  # the card names the repo it lives in
-            meta = __import__("json").loads((folder / "wmdd_hf.json").read_text())
-            meta["repo_id"] = repo_id
-            grid = "synthetic_grid.png" if (folder / "synthetic_grid.png").exists() else None
-            readme.write_text(render_card(meta, repo_id, grid))
+        if (folder / "README.md").exists():  # the card names the repo it lives in
+            update_distilled_metadata(folder, repo_id=repo_id)
         return push_distilled(
             folder,
             repo_id,
@@ -593,25 +588,20 @@ class Distiller:
 
     def _add_evaluation_to_card(self, result: dict) -> None:
         """Writes the evaluation into the distilled folder's ``wmdd_hf.json`` and its card."""
-        import json
+        from .hub import update_distilled_metadata
 
-        from .hub import render_card
-
-        folder = self.output_dir / "distilled"
-        meta = json.loads((folder / "wmdd_hf.json").read_text())
         p = result["protocol"]
         table = (
             "| protocol | student | top-1 % (mean ± std) | seeds |\n|---|---|---|---|\n"
             f"| {p['protocol']} | {p['student']} {p['student_kwargs']} | {100 * result['acc_mean']:.2f} ± "
             f"{100 * result['acc_std']:.2f} | {result['seeds']} |"
         )
-        meta["evaluation"] = {k: v for k, v in result.items() if k != "curves"}
-        meta["evaluation_markdown"] = (
-            table + f"\n\nStudents tested on the real evaluation split; protocol: `{json.dumps(p)}`."
+        update_distilled_metadata(
+            self.output_dir / "distilled",
+            evaluation={k: v for k, v in result.items() if k != "curves"},
+            evaluation_markdown=table
+            + f"\n\nStudents tested on the real evaluation split; protocol: `{json.dumps(p)}`.",
         )
-        (folder / "wmdd_hf.json").write_text(json.dumps(meta, indent=2, default=str))
-        grid = "synthetic_grid.png" if (folder / "synthetic_grid.png").exists() else None
-        (folder / "README.md").write_text(render_card(meta, meta.get("repo_id") or folder.name, grid))
 
 
 def nearest_real_rows(stats: ClassStatistics, bary: dict, k: int, m: int) -> list[int]:

@@ -140,6 +140,17 @@ def save_distilled(
     return folder
 
 
+def update_distilled_metadata(folder: str | os.PathLike, **updates) -> dict:
+    """Merges ``updates`` into a distilled folder's ``wmdd_hf.json`` and re-renders its README card from it
+    (the card keeps its ``configs``: they come from the same metadata)."""
+    folder = Path(folder)
+    metadata = {**json.loads((folder / "wmdd_hf.json").read_text()), **updates}
+    (folder / "wmdd_hf.json").write_text(json.dumps(metadata, indent=2, default=str))
+    grid = "synthetic_grid.png" if (folder / "synthetic_grid.png").exists() else None
+    (folder / "README.md").write_text(render_card(metadata, metadata.get("repo_id") or folder.name, grid))
+    return metadata
+
+
 def check_repo_id(repo_id: str | None) -> str:
     if not repo_id or not _REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id:
         raise HubError(

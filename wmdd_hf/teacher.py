@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from .augment import AugmentConfig, augment
 from .backbones import Backbone, load_backbone, save_backbone
 from .data import ImageSpec, decode_all, fits_in_memory, load_image_dataset, validate_dataset
+from .evaluation import test_accuracy
 
 
 @dataclass
@@ -47,23 +48,6 @@ class TeacherTrainingArguments:
     seed: int = field(default=0, metadata={"help": "Random seed."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader workers for datasets too large for memory."})
     eval_every: int = field(default=2, metadata={"help": "Evaluate every this many epochs (and at the end)."})
-
-
-@torch.no_grad()
-def evaluate_accuracy(
-    backbone: Backbone, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000, topk: int = 1
-) -> float:
-    """Top-k accuracy (fraction) of ``backbone`` on uint8 ``images (N, C, H, W)`` and ``labels (N,)``."""
-    backbone.eval()
-    device = next(backbone.parameters()).device
-    correct = 0
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].to(device).float().div_(255)
-        y = labels[start : start + batch_size].to(device)
-        logits, _ = backbone(x)
-        top = logits.topk(min(topk, logits.shape[1]), dim=1).indices
-        correct += (top == y[:, None]).any(dim=1).sum().item()
-    return correct / max(len(images), 1)
 
 
 def build_teacher(args: TeacherTrainingArguments, num_classes: int, class_names: list[str], channels: int) -> Backbone:
@@ -128,7 +112,7 @@ def train_teacher(args: TeacherTrainingArguments) -> dict:
             scheduler.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs:
-            acc = evaluate_accuracy(accelerator.unwrap_model(model), x_test, y_test)
+            acc, _ = test_accuracy(accelerator.unwrap_model(model), x_test, y_test)
             history.append({"epoch": epoch + 1, "test_acc": acc})
             accelerator.print(f"epoch {epoch + 1}: test accuracy {acc:.4f}")
     result = {"test_acc": history[-1]["test_acc"], "wall_s": round(time.time() - start, 1), "history": history}

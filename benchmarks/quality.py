@@ -1,12 +1,18 @@
 """Quality benchmark on Fashion-MNIST: does the distilled set beat honest baselines under the same protocol?
 
-    python benchmarks/quality.py                                  # the default table (runs in parts, merges)
-    python benchmarks/quality.py --ipc 10 --methods wmdd random --seeds 0 1 2
+    python benchmarks/quality.py --stage budget --ipc 10        # validation curves to 4x the old budget; picks steps
+    python benchmarks/quality.py --ipc 10 --methods wmdd random barycenter_nearest_real --seeds 0 1 2
 
-Every row: a set of IPC images per class (distilled or selected from the real training split), a student trained
-from scratch on it (protocol in the results file), top-1 accuracy on the real 10k test split, mean and std over
-student seeds. Results merge into benchmarks/results/fashion_mnist.json (a row is replaced when the same method,
-IPC, protocol and student are measured again) and the Markdown table is rewritten from the JSON.
+Protocol (written into the results file):
+* A fixed, seeded, stratified 5,000-image validation split is held out of the 60k training split. Distillation,
+  coresets and random subsets draw only from the other 55,000 images.
+* ``--stage budget`` trains a random-subset student and a wmdd student (seed 0) for 4x the old budget and records
+  their validation curves; the budget per IPC is the first curve point from which on both curves gain less than
+  0.3 points over their last quarter (4x if none). Every row at that IPC then uses that budget.
+* Each student reads the 10k test split once, at the end. Nothing is chosen by looking at the test split.
+
+Results merge into benchmarks/results/fashion_mnist.json (a row is replaced when the same method, IPC, protocol,
+augmentation, weighting and student are measured again) and the Markdown table is rewritten from the JSON.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,70 +33,55 @@ sys.path.insert(0, str(ROOT))
 from wmdd_hf import DistillationArguments, Distiller, load_backbone, load_fashion_mnist  # noqa: E402
 from wmdd_hf.baselines import select_rows  # noqa: E402
 from wmdd_hf.checkpoint import load as load_checkpoint  # noqa: E402
+from wmdd_hf.data import train_validation_split  # noqa: E402
 from wmdd_hf.evaluation import EvaluationConfig, evaluate_distilled  # noqa: E402
+from wmdd_hf.scores import scores  # noqa: E402
 from wmdd_hf.statistics import ClassStatistics  # noqa: E402
+from wmdd_hf.visualization import save_accuracy_curve  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+VALIDATION_SIZE, SPLIT_SEED = 5000, 0
+OLD_STEPS = {1: 1000, 10: 300, 50: 600}  # the previous protocol's budgets (min(1000, max(150, 30000 // N)) epochs)
 SYNTHESIS = {  # method -> (feature_loss, bn_loss)
     "wmdd": ("wasserstein", "per_class"),
     "sre2l": ("cross_entropy", "global"),
-    "ablation_wasserstein_per_class": ("wasserstein", "per_class"),
     "ablation_cross_entropy_per_class": ("cross_entropy", "per_class"),
     "ablation_wasserstein_global": ("wasserstein", "global"),
-    "ablation_cross_entropy_global": ("cross_entropy", "global"),
 }
-#: Rows that are the same distilled set as another method (copied, not recomputed).
-ALIASES = {"ablation_wasserstein_per_class": "wmdd", "ablation_cross_entropy_global": "sre2l"}
 SELECTIONS = ("random", "herding", "kcenter", "barycenter_nearest_real")
-LITERATURE = {  # Fashion-MNIST, 3-layer ConvNet, hard labels (../shared/reference/anchors.md)
-    "random": {1: 51.4, 10: 73.8, 50: 82.5},
-    "herding": {1: 67.0, 10: 71.1, 50: 71.9},
-    "kcenter": {1: 66.9, 10: 54.7, 50: 68.3},
-    "DM": {1: 70.7, 10: 83.5, 50: 88.1},
-    "FRePo": {1: 75.6, 10: 86.2, 50: 89.6},
-    "RFAD": {1: 78.6, 10: 87.0, 50: 88.8},
-}
 
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stage", choices=["budget", "table", "full_data"], default="table")
     p.add_argument("--teacher", default=str(ROOT / "checkpoints" / "fashion-mnist-convnet64"))
-    p.add_argument("--ipc", type=int, nargs="+", default=[1, 10, 50])
-    p.add_argument("--methods", nargs="+", default=None, help="Default: the full table for each IPC.")
+    p.add_argument("--ipc", type=int, nargs="+", default=[10])
+    p.add_argument("--methods", nargs="+", default=["wmdd", "random", "barycenter_nearest_real"])
     p.add_argument("--protocols", nargs="+", default=["soft"])
+    p.add_argument("--no_augment", action="store_true", help="Students without crop/flip/cutmix (for ARS).")
+    p.add_argument("--unweighted", action="store_true", help="Plain KD (no barycenter-weighted relabelling).")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument(
+        "--budget_factor", type=int, default=4, help="--stage budget: curves to this multiple of the old budget."
+    )
+    p.add_argument("--budget_steps", type=int, default=None, help="--stage budget: override the longest budget.")
+    p.add_argument("--full_data_steps", type=int, default=0)
     p.add_argument("--iterations", type=int, default=1000, help="Synthesis steps per class batch.")
     p.add_argument("--bn_weight", type=float, default=0.1)
     p.add_argument("--init", default="noise")
-    p.add_argument("--full_data_epochs", type=int, default=0, help=">0: also train the full-data student this long.")
-    p.add_argument("--work_dir", default=str(ROOT / "outputs" / "benchmark"))
+    p.add_argument("--work_dir", default=str(ROOT / "outputs" / "benchmark-v2"))
     p.add_argument("--results", default=str(RESULTS / "fashion_mnist.json"))
-    p.add_argument("--device_note", default="CPU, 2 cores (the project's CI machine kind)")
+    p.add_argument("--device_note", default="CPU, 2 cores (the project's CI machine kind), students on 1 thread")
     return p.parse_args()
 
 
-def default_methods(ipc: int) -> list[str]:
-    if ipc == 10:
-        return [
-            "wmdd",
-            "random",
-            "herding",
-            "kcenter",
-            "barycenter_nearest_real",
-            "sre2l",
-            "ablation_cross_entropy_per_class",
-            "ablation_wasserstein_global",
-            "ablation_wasserstein_per_class",
-            "ablation_cross_entropy_global",
-        ]
-    return ["wmdd", "random"]
-
-
-def distil(
-    method: str, ipc: int, args, teacher, train, work: Path, stats_file: Path | None
-) -> tuple[object, float, dict]:
+def distil(method: str, ipc: int, args, teacher, train, work: Path) -> tuple[object, float, dict]:
     feature_loss, bn_loss = SYNTHESIS[method]
     out = work / f"{feature_loss}-{bn_loss}-ipc{ipc}"
+    stats_file = work / "statistics.pt"
+    if stats_file.exists() and not (out / "statistics.pt").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(stats_file, out / "statistics.pt")  # the statistics pass does not depend on these arguments
     d_args = DistillationArguments(
         output_dir=str(out),
         images_per_class=ipc,
@@ -100,95 +92,185 @@ def distil(
         init=args.init,
         seed=0,
         disable_tqdm=True,
-        save_plots=True,
     )
-    if stats_file is not None and stats_file.exists() and not (out / "statistics.pt").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(stats_file, out / "statistics.pt")  # the statistics pass does not depend on these arguments
     start = time.time()
     distiller = Distiller(teacher, d_args, train)
     distilled = distiller.distill()
+    if not stats_file.exists():
+        shutil.copy(out / "statistics.pt", stats_file)
     return distilled, time.time() - start, distiller.metrics
 
 
+def build_set(method: str, ipc: int, args, teacher, train, work: Path):
+    """``(dataset, seconds, extra)`` for a distilled or selected set drawn from ``train`` only."""
+    start = time.time()
+    if method in SYNTHESIS:
+        distilled, seconds, metrics = distil(method, ipc, args, teacher, train, work)
+        keys = ("feature_loss_start", "feature_loss_end", "teacher_agreement", "w2_cost_mean")
+        return distilled, seconds, {k: metrics.get(k) for k in keys}
+    if method not in SELECTIONS:
+        raise SystemExit(f"unknown method {method}")
+    if not (work / "statistics.pt").exists() or method == "barycenter_nearest_real":
+        distil("wmdd", ipc, args, teacher, train, work)
+    stats = ClassStatistics.from_state(load_checkpoint(work / "statistics.pt"))
+    bary = (
+        load_checkpoint(work / f"wasserstein-per_class-ipc{ipc}" / "barycenters.pt")
+        if method.startswith("bary")
+        else None
+    )
+    rows = select_rows(stats, method, ipc, seed=0, barycenters=bary)
+    return train.select(rows), time.time() - start, {}
+
+
+def read_results(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {"results": []}
+
+
+def row_key(r: dict) -> tuple:
+    return (r["method"], r["ipc"], r["protocol"], r.get("augment", True), r.get("weighted_kd", True), r["student"])
+
+
 def merge_results(path: Path, payload: dict, rows: list[dict]) -> dict:
-    data = json.loads(path.read_text()) if path.exists() else {"results": []}
-    commands = data.get("commands", [data["command"]] if "command" in data else [])
-    data.update({k: v for k, v in payload.items() if k != "results"})
+    data = read_results(path)
+    commands = data.get("commands", [])
+    for k, v in payload.items():
+        if k == "protocol":
+            data.setdefault("protocol", {}).update(v)
+        elif k not in ("results", "command"):
+            data[k] = v
     if payload.get("command") and payload["command"] not in commands:
         commands.append(payload["command"])
     data["commands"] = commands
-    key = lambda r: (r["method"], r["ipc"], r["protocol"], r["student"])  # noqa: E731
-    new_keys = {key(r) for r in rows}
-    latest = {key(r): r for r in rows}  # one row per key, the last measured
-    data["results"] = [r for r in data["results"] if key(r) not in new_keys] + list(latest.values())
-    data["results"].sort(key=lambda r: (r["protocol"], r["ipc"], r["method"]))
+    new = {row_key(r): r for r in rows}
+    data["results"] = [r for r in data["results"] if row_key(r) not in new] + list(new.values())
+    data["results"].sort(key=lambda r: (r["protocol"], r["ipc"], r["method"], not r.get("augment", True)))
+    add_scores(data)
     path.write_text(json.dumps(data, indent=2))
+    path.with_suffix(".md").write_text(render_markdown(data))
     return data
 
 
+def add_scores(data: dict) -> None:
+    """DD-Ranking scores on every method row (None where an input row is missing)."""
+
+    def acc(method, ipc, protocol, augment=True, weighted=True):
+        for r in data["results"]:
+            if (r["method"], r["ipc"], r["protocol"], r.get("augment", True)) == (method, ipc, protocol, augment):
+                if r.get("weighted_kd", True) == weighted or r["method"] != "wmdd":
+                    return r["acc_mean"]
+        return None
+
+    full_hard = (data.get("full_data") or {}).get("hard", {}).get("acc_mean")
+    for r in data["results"]:
+        if r["protocol"] != "soft" or not r.get("augment", True):
+            continue
+        m, ipc, w = r["method"], r["ipc"], r.get("weighted_kd", True)
+        r.update(
+            scores(
+                r["acc_mean"],
+                acc("random", ipc, "soft"),
+                acc(m, ipc, "hard"),
+                full_hard,
+                acc(m, ipc, "soft", augment=False, weighted=w),
+                acc("random", ipc, "soft", augment=False),
+            )
+        )
+
+
+def pct(x) -> str:
+    return "—" if x is None else f"{100 * x:.2f}"
+
+
 def render_markdown(data: dict) -> str:
+    p = data.get("protocol", {})
     lines = ["# Fashion-MNIST quality benchmark", "", "Generated by (parts merged into one file):", ""]
-    lines += [f"- `{c}`" for c in data.get("commands", [data.get("command", "python benchmarks/quality.py")])] + [""]
+    lines += [f"- `{c}`" for c in data.get("commands", [])] + [""]
     lines += [
-        f"Machine: {data.get('machine', '')}. Accuracies: top-1 on the 10k real test split, students trained from "
-        "scratch on the IPC x 10 images; mean ± std over the listed student seeds.",
+        f"Machine: {data.get('machine', '')}.",
+        "",
+        f"Splits: {p.get('validation_size')} training images (seed {p.get('split_seed')}, stratified) are held out "
+        "as validation; sets are distilled or selected from the other "
+        f"{p.get('train_size')}. Step budgets come from validation curves; each student reads the 10k test split "
+        "once, at the end. Top-1 %, mean ± std over student seeds.",
+        "",
+        f"Teacher: {data.get('teacher', {}).get('arch')} — test accuracy {data.get('teacher', {}).get('test_acc')} "
+        "(trained on all 60k training images, validation part included; see the note below).",
+        "",
+        f"Student steps per IPC (chosen on validation): `{json.dumps(p.get('steps', {}))}`; weighted KD: "
+        f"{p.get('weighted_kd')}.",
         "",
     ]
-    t = data.get("teacher", {})
-    lines += [f"Teacher: {t.get('arch')} — test accuracy {t.get('test_acc')}.", ""]
-    if "full_data" in data:
-        f = data["full_data"]
-        lines += [
-            f"Full-data student (same soft protocol, {f.get('epochs')} epochs): {100 * f['acc_mean']:.2f} ± {100 * f['acc_std']:.2f}.",
-            "",
-        ]
+    full = data.get("full_data") or {}
+    for kind in ("soft", "hard"):
+        if kind in full:
+            f = full[kind]
+            lines.append(
+                f"Full-data student ({kind} labels, {f.get('steps')} steps on {p.get('train_size')} images): "
+                f"{pct(f['acc_mean'])} ± {pct(f['acc_std'])} ({f.get('note', '')})."
+            )
+    lines.append("")
     for protocol in sorted({r["protocol"] for r in data["results"]}):
         lines += [
             f"## {protocol} protocol",
             "",
-            "| method | IPC | student | top-1 % (mean ± std) | seeds | distil s | eval s |",
-            "|---|---|---|---|---|---|---|",
+            "| method | IPC | augment | weighted KD | top-1 % | val % | IOR | HLR | LRS | ARS | seeds | steps | s/student |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in [r for r in data["results"] if r["protocol"] == protocol]:
+            f3 = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
             lines.append(
-                f"| {r['method']} | {r['ipc']} | {r['student']} | {100 * r['acc_mean']:.2f} ± {100 * r['acc_std']:.2f} | "
-                f"{len(r['seeds'])} | {r.get('distill_seconds', 0):.0f} | {r.get('eval_seconds', 0):.0f} |"
+                f"| {r['method']} | {r['ipc']} | {'yes' if r.get('augment', True) else 'no'} | "
+                f"{'yes' if r.get('weighted') else 'no'} | {pct(r['acc_mean'])} ± {pct(r['acc_std'])} | "
+                f"{pct(r.get('val_acc_mean'))} | {pct(r.get('ior'))} | {pct(r.get('hlr'))} | {f3(r.get('lrs'))} | "
+                f"{f3(r.get('ars'))} | {len(r['seeds'])} | {r.get('steps')} | {r.get('seconds_per_student')} |"
             )
         lines.append("")
-    lines += ["## Targets", ""] + [f"- {t}" for t in data.get("targets", [])] + [""]
-    lines += ["## Protocols", "", "```json", json.dumps(data.get("protocol", {}), indent=2), "```", ""]
+    if data.get("plain_user"):
+        lines += ["## Plain user (datasets + transformers.Trainer, no wmdd_hf import)", ""]
+        lines += ["| method | IPC | labels | test top-1 % | seeds |", "|---|---|---|---|---|"]
+        for r in data["plain_user"]:
+            lines.append(
+                f"| {r['method']} | {r['ipc']} | {r['labels']} | {pct(r['acc'])} ± {pct(r.get('acc_std'))} | {r.get('seeds')} |"
+            )
+        lines.append("")
+    if data.get("budget"):
+        lines += ["## Step budgets (validation curves)", ""]
+        for ipc, b in sorted(data["budget"].items(), key=lambda kv: int(kv[0])):
+            lines.append(
+                f"- IPC {ipc}: curves to {b['max_steps']} steps ({b['factor']}x the old {b['old_steps']}); chosen "
+                f"{b['chosen']} ({b['reason']}). Last-quarter gains at the chosen budget: "
+                + ", ".join(f"{m} {100 * g:+.2f}" for m, g in b["gains"].items())
+                + f". Curves: `{b['plot']}`."
+            )
+        lines.append("")
+    lines += [
+        "## Scores (DD-Ranking, arXiv 2505.13300)",
+        "",
+        "IOR = acc(method) − acc(random subset), same soft protocol. HLR = acc(full data, hard labels) − "
+        "acc(method, hard labels). LRS = (e^a − e^−1)/(e − e^−1), a = 0.5·IOR − 0.5·HLR. ARS = (e^b − e^−1)/(e − e^−1), "
+        "b = 0.5·(IOR with augmentation) + 0.5·(IOR without augmentation). Accuracies as fractions; IOR and HLR "
+        "shown in points. — means an input row has not been measured yet.",
+        "",
+    ]
+    lines += ["## Notes", ""] + [f"- {n}" for n in data.get("notes", [])] + [""]
+    lines += ["## Protocols", "", "```json", json.dumps(p, indent=2), "```", ""]
     return "\n".join(lines)
 
 
-def check_targets(data: dict) -> list[str]:
-    main_table = [r for r in data["results"] if r["protocol"] == "soft" and r.get("table") != "cross_arch"]
-    soft = {(r["method"], r["ipc"]): r["acc_mean"] for r in main_table}
-    notes = []
-    for ipc, margin in ((1, 0.03), (10, 0.0), (50, 0.01)):
-        if ("wmdd", ipc) in soft and ("random", ipc) in soft:
-            gain = soft[("wmdd", ipc)] - soft[("random", ipc)]
-            ok = gain >= margin and gain > 0
-            notes.append(
-                f"IPC {ipc}: wmdd - random = {100 * gain:+.2f} points (target > {100 * margin:.0f}): {'met' if ok else 'MISSED'}"
-            )
-    abl = [m for (m, i) in soft if i == 10 and (m.startswith("ablation") or m == "sre2l")]
-    if ("wmdd", 10) in soft and abl:
-        worse = [m for m in abl if soft[(m, 10)] > soft[("wmdd", 10)]]
-        notes.append(
-            f"IPC 10: wmdd >= every ablation row: {'met' if not worse else 'MISSED (' + ', '.join(worse) + ' higher)'}"
-        )
-    if ("wmdd", 50) in soft and "full_data" in data:
-        gap = data["full_data"]["acc_mean"] - soft[("wmdd", 50)]
-        notes.append(
-            f"IPC 50: full-data student - wmdd = {100 * gap:.2f} points (target <= 2): {'met' if gap <= 0.02 else 'MISSED'}"
-        )
-    for ipc, goal in ((1, 0.80), (10, 0.89), (50, 0.915)):
-        if ("wmdd", ipc) in soft:
-            notes.append(
-                f"ambition IPC {ipc} >= {100 * goal:.1f}%: {100 * soft[('wmdd', ipc)]:.2f}% {'met' if soft[('wmdd', ipc)] >= goal else 'MISSED'}"
-            )
-    return notes
+def choose_budget(curves: dict[str, list], max_steps: int, tolerance: float = 0.003) -> tuple[int, dict, str]:
+    """The first curve point S from which on every curve gains < ``tolerance`` between 0.75 S and S."""
+
+    def gain(curve, s):
+        steps, accs = zip(*curve)
+        return float(np.interp(s, steps, accs) - np.interp(0.75 * s, steps, accs))
+
+    points = [s for s, _ in next(iter(curves.values()))]
+    for i, s in enumerate(points):
+        if s < max_steps / 4:
+            continue
+        if all(gain(c, t) < tolerance for c in curves.values() for t in points[i:]):
+            return s, {m: gain(c, s) for m, c in curves.items()}, "first point from which both curves gain < 0.3"
+    return max_steps, {m: gain(c, max_steps) for m, c in curves.items()}, "NOT converged by the rule: longest budget"
 
 
 def main() -> None:
@@ -196,119 +278,172 @@ def main() -> None:
     torch.manual_seed(0)
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    results = Path(args.results)
     data = load_fashion_mnist()
-    train, test = data["train"], data["test"]
+    train, validation = train_validation_split(data["train"], VALIDATION_SIZE, SPLIT_SEED)
+    test = data["test"]
     teacher = load_backbone(args.teacher).freeze()
-    stats_file = work / "statistics.pt"
-    rows = []
     payload: dict = {
         "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]),
         "machine": args.device_note,
         "teacher": {
             "arch": teacher.metadata.get("architecture"),
-            "path": args.teacher,
+            "path": str(Path(args.teacher).relative_to(ROOT))
+            if Path(args.teacher).is_relative_to(ROOT)
+            else args.teacher,
             "test_acc": teacher.metadata.get("test_acc"),
         },
-        "synthesis": {
-            "iterations": args.iterations,
-            "bn_weight": args.bn_weight,
-            "init": args.init,
-            "learning_rate": 0.1,
-            "batch_size": 100,
-            "barycenter_weights": "learned",
-            "seed": 0,
+        "synthesis": {"iterations": args.iterations, "bn_weight": args.bn_weight, "init": args.init, "seed": 0},
+        "protocol": {
+            "validation_size": VALIDATION_SIZE,
+            "split_seed": SPLIT_SEED,
+            "train_size": len(train),
+            "weighted_kd": True,
+            "test_reads": "once per student, at the end",
         },
     }
+    existing = read_results(results)
+    steps_table = {int(k): v for k, v in existing.get("protocol", {}).get("steps", {}).items()}
+    if args.stage == "full_data":
+        run_full_data(args, teacher, train, validation, test, payload, results)
+        return
     for ipc in args.ipc:
-        methods = [m for m in (args.methods or default_methods(ipc)) if m != "none"]
-        cache: dict = {}
-        for method in methods:
-            start = time.time()
-            extra = {}
-            known = rows + (
-                json.loads(Path(args.results).read_text())["results"] if Path(args.results).exists() else []
-            )
-            same = [
-                r
-                for r in known
-                if r["method"] == ALIASES.get(method)
-                and r["ipc"] == ipc
-                and r["protocol"] in args.protocols
-                and r["student"].startswith("wmdd_convnet")
-            ]
-            if same:
-                for r in same:
-                    rows.append({**r, "method": method, "note": f"the same distilled set as {r['method']}"})
-                merge_results(Path(args.results), payload, rows)
-                continue
-            if method in SYNTHESIS:
-                distilled, seconds, metrics = distil(method, ipc, args, teacher, train, work, stats_file)
-                if not stats_file.exists():
-                    shutil.copy(
-                        work / f"{SYNTHESIS[method][0]}-{SYNTHESIS[method][1]}-ipc{ipc}" / "statistics.pt", stats_file
-                    )
-                extra = {
-                    k: metrics.get(k)
-                    for k in ("feature_loss_start", "feature_loss_end", "teacher_agreement", "w2_cost_mean")
-                }
-            elif method in SELECTIONS:
-                if not stats_file.exists():
-                    distil("wmdd", ipc, args, teacher, train, work, None)
-                    shutil.copy(work / f"wasserstein-per_class-ipc{ipc}" / "statistics.pt", stats_file)
-                stats = ClassStatistics.from_state(load_checkpoint(stats_file))
-                bary = None
-                if method == "barycenter_nearest_real":
-                    bary_file = work / f"wasserstein-per_class-ipc{ipc}" / "barycenters.pt"
-                    if not bary_file.exists():
-                        distil("wmdd", ipc, args, teacher, train, work, stats_file)
-                    bary = load_checkpoint(bary_file)
-                distilled = train.select(select_rows(stats, method, ipc, seed=0, barycenters=bary))
-                seconds = time.time() - start
-            else:
-                raise SystemExit(f"unknown method {method}")
-            cache[method] = distilled
+        if args.stage == "budget":
+            run_budget(ipc, args, teacher, train, validation, test, work, payload, results)
+            continue
+        if ipc not in steps_table:
+            raise SystemExit(f"No validated budget for IPC {ipc}: run --stage budget --ipc {ipc} first.")
+        for method in args.methods:
+            dataset, seconds, extra = build_set(method, ipc, args, teacher, train, work)
             for protocol in args.protocols:
-                config = EvaluationConfig(protocol=protocol, progress=False)
-                plot = RESULTS / "curves" / f"{method}-ipc{ipc}-{protocol}.png"
-                plot.parent.mkdir(parents=True, exist_ok=True)
-                result = evaluate_distilled(
-                    distilled, test, teacher=teacher, config=config, seeds=tuple(args.seeds), plot_path=str(plot)
+                config = EvaluationConfig(
+                    protocol=protocol,
+                    steps=steps_table[ipc],
+                    augment=not args.no_augment,
+                    weighted_kd=not args.unweighted,
+                    progress=False,
                 )
-                row = {
-                    "method": method,
-                    "ipc": ipc,
-                    "protocol": protocol,
-                    "student": f"{config.student} {config.student_kwargs}",
-                    "acc_mean": result["acc_mean"],
-                    "acc_std": result["acc_std"],
-                    "top5_mean": result["top5_mean"],
-                    "accs": result["accs"],
-                    "seeds": result["seeds"],
-                    "distill_seconds": round(seconds, 1),
-                    "eval_seconds": result["eval_seconds"],
-                    **extra,
-                }
-                payload.setdefault("protocol", {})[protocol] = {
-                    k: v for k, v in result["protocol"].items() if k not in ("epochs", "eval_every")
-                }
-                rows.append(row)
+                tag = (
+                    f"{method}-ipc{ipc}-{protocol}"
+                    + ("-noaug" if args.no_augment else "")
+                    + ("-unweighted" if args.unweighted else "")
+                )
+                plot = RESULTS / "curves" / f"{tag}.png"
+                plot.parent.mkdir(parents=True, exist_ok=True)
+                seeds = list(args.seeds)
+                reuse = reused_budget_runs(existing, ipc, method, protocol, config, steps_table[ipc])
+                seeds = [s for s in seeds if s not in reuse]
+                result = (
+                    evaluate_distilled(
+                        dataset,
+                        test,
+                        teacher=teacher,
+                        config=config,
+                        seeds=tuple(seeds),
+                        validation_dataset=validation,
+                        plot_path=str(plot),
+                    )
+                    if seeds
+                    else None
+                )
+                runs = [*reuse.values(), *(_runs(result) if result else [])]
+                row = make_row(method, ipc, protocol, config, runs, seconds, extra, result or {})
                 print(json.dumps(row), flush=True)
-                merged = merge_results(Path(args.results), payload, rows)
-    if args.full_data_epochs:
-        config = EvaluationConfig(protocol="soft", epochs=args.full_data_epochs, batch_size=256, progress=False)
-        result = evaluate_distilled(train, test, teacher=teacher, config=config, seeds=tuple(args.seeds[:2]))
-        payload["full_data"] = {
-            "acc_mean": result["acc_mean"],
-            "acc_std": result["acc_std"],
-            "epochs": args.full_data_epochs,
-            "seeds": result["seeds"],
-            "eval_seconds": result["eval_seconds"],
+                existing = merge_results(results, payload, [row])
+
+
+def _runs(result: dict) -> list[dict]:
+    return [
+        {"seed": s, "acc": a, "val_acc": c[-1][1] if c else None, "curve": c}
+        for s, a, c in zip(result["seeds"], result["accs"], result["curves"])
+    ]
+
+
+def reused_budget_runs(existing: dict, ipc: int, method: str, protocol: str, config, steps: int) -> dict:
+    """Seed-0 budget runs whose protocol equals this row's (same steps): reused instead of trained again."""
+    b = existing.get("budget", {}).get(str(ipc))
+    if not b or protocol != "soft" or not config.augment or not config.weighted_kd or b["max_steps"] != steps:
+        return {}
+    run = b.get("runs", {}).get(method)
+    return {0: run} if run else {}
+
+
+def make_row(method, ipc, protocol, config, runs, seconds, extra, result) -> dict:
+    accs = [r["acc"] for r in runs]
+    vals = [r["val_acc"] for r in runs if r.get("val_acc") is not None]
+    return {
+        "method": method,
+        "ipc": ipc,
+        "protocol": protocol,
+        "augment": config.augment,
+        "weighted_kd": config.weighted_kd,
+        "weighted": bool(result.get("weighted", method in SYNTHESIS and config.weighted_kd and protocol == "soft")),
+        "student": f"{config.student} {config.student_kwargs}",
+        "steps": config.steps,
+        "acc_mean": float(np.mean(accs)),
+        "acc_std": float(np.std(accs)),
+        "accs": accs,
+        "val_acc_mean": float(np.mean(vals)) if vals else None,
+        "seeds": [r["seed"] for r in runs],
+        "seconds_per_student": result.get("seconds_per_student"),
+        "distill_seconds": round(seconds, 1),
+        **extra,
+    }
+
+
+def run_budget(ipc, args, teacher, train, validation, test, work, payload, results) -> None:
+    max_steps = args.budget_steps or OLD_STEPS[ipc] * args.budget_factor
+    config = EvaluationConfig(steps=max_steps, eval_every=max(1, max_steps // 12), progress=False)
+    curves, runs = {}, {}
+    for method in ("random", "wmdd"):
+        dataset, _, _ = build_set(method, ipc, args, teacher, train, work)
+        r = evaluate_distilled(dataset, test, teacher=teacher, config=config, seeds=(0,), validation_dataset=validation)
+        curves[method] = r["curves"][0]
+        # the test accuracy is kept for the table row (seed 0) and never looked at here
+        runs[method] = {
+            "seed": 0,
+            "acc": r["accs"][0],
+            "val_acc": r["curves"][0][-1][1],
+            "curve": r["curves"][0],
+            "seconds": r["seconds_per_student"],
         }
-        print(json.dumps(payload["full_data"]), flush=True)
-    merged = merge_results(Path(args.results), payload, rows)
-    merged["targets"] = check_targets(merged)
-    Path(args.results).write_text(json.dumps(merged, indent=2))
-    Path(args.results).with_suffix(".md").write_text(render_markdown(merged))
+        print(json.dumps({"ipc": ipc, "method": method, "curve": curves[method]}), flush=True)
+    chosen, gains, reason = choose_budget(curves, max_steps)
+    plot = RESULTS / "curves" / f"budget-ipc{ipc}.png"
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    save_accuracy_curve(curves, plot, f"IPC {ipc}: validation accuracy, soft protocol, seed 0 (chosen {chosen})")
+    data = read_results(results)
+    budget = data.get("budget", {})
+    budget[str(ipc)] = {
+        "max_steps": max_steps,
+        "factor": args.budget_factor,
+        "old_steps": OLD_STEPS[ipc],
+        "chosen": chosen,
+        "reason": reason,
+        "gains": gains,
+        "plot": str(plot.relative_to(ROOT)),
+        "runs": runs if chosen == max_steps else {},
+    }
+    steps = {**data.get("protocol", {}).get("steps", {}), str(ipc): chosen}
+    merge_results(results, {**payload, "budget": budget, "protocol": {**payload["protocol"], "steps": steps}}, [])
+
+
+def run_full_data(args, teacher, train, validation, test, payload, results) -> None:
+    config = EvaluationConfig(
+        steps=args.full_data_steps, batch_size=256, eval_every=args.full_data_steps // 8, progress=True
+    )
+    r = evaluate_distilled(train, test, teacher=teacher, config=config, seeds=(0,), validation_dataset=validation)
+    data = read_results(results)
+    full = data.get("full_data") or {}
+    full["soft"] = {
+        "acc_mean": r["acc_mean"],
+        "acc_std": r["acc_std"],
+        "steps": args.full_data_steps,
+        "curve": r["curves"][0],
+        "seeds": r["seeds"],
+        "seconds": r["eval_seconds"],
+    }
+    merge_results(results, {**payload, "full_data": full}, [])
 
 
 if __name__ == "__main__":

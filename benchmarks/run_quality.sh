@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# The default quality table, in parts that merge into benchmarks/results/fashion_mnist.json.
+# The quality table under the validation protocol, in parts that merge into benchmarks/results/fashion_mnist.json.
+# Most important first: budgets, then the core rows (wmdd, random, the coresets), then ARS / HLR / full-data rows.
+# Students run on one thread so that the other core stays free (OMP_NUM_THREADS=1 bash benchmarks/run_quality.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Most important rows first, so that a part that runs out of time leaves the core comparison behind.
-python benchmarks/quality.py --ipc 10 1 --methods wmdd random
-python benchmarks/quality.py --ipc 10 --methods sre2l ablation_cross_entropy_per_class ablation_wasserstein_global \
-    ablation_wasserstein_per_class ablation_cross_entropy_global herding kcenter barycenter_nearest_real
-python benchmarks/quality.py --ipc 10 --methods wmdd random --protocols hard
-python benchmarks/quality.py --ipc 50 --methods wmdd random
-python benchmarks/quality.py --ipc 10 --methods none --full_data_epochs 3
+Q="python benchmarks/quality.py"
+$Q --stage budget --ipc 10
+$Q --stage budget --ipc 1
+$Q --ipc 10 --methods wmdd random barycenter_nearest_real herding --seeds 0 1 2
+$Q --ipc 1 --methods wmdd random barycenter_nearest_real herding --seeds 0 1 2
+$Q --ipc 10 --methods wmdd random --no_augment --seeds 0 1 2
+$Q --ipc 10 --methods wmdd --unweighted --seeds 0 1 2
+$Q --ipc 10 --methods wmdd random --protocols hard --seeds 0 1 2
+$Q --ipc 10 --methods kcenter ablation_cross_entropy_per_class ablation_wasserstein_global sre2l --seeds 0 1 2
+$Q --stage budget --ipc 50
+$Q --ipc 50 --methods wmdd random barycenter_nearest_real herding --seeds 0 1 2

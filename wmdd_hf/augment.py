@@ -61,6 +61,58 @@ def augment(images: torch.Tensor, config: AugmentConfig, generator: torch.Genera
     return apply_views(images, sample_views(len(images), config, generator))
 
 
+def sample_cutmix(
+    n: int,
+    size: tuple[int, int],
+    generator: torch.Generator | None = None,
+    alpha: float = 1.0,
+    p: float = 0.5,
+    pool: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cutmix parameters for ``n`` images of ``size = (H, W)``: ``partners (n,)`` int64 and ``boxes (n, 4)`` int64.
+
+    With probability ``p`` the batch is mixed: image ``i`` gets the box ``(y0, y1, x0, x1)`` (pixels, end exclusive;
+    area fraction ``1 - lam`` with ``lam ~ Beta(alpha, alpha)``) pasted from image ``partners[i]``, a random
+    permutation of ``range(pool or n)``. Otherwise every box is empty and every image is its own partner.
+    Parameters, not pixels: the stored soft labels keep them, so a student rebuilds the very view the teacher saw.
+    """
+    pool = n if pool is None else pool
+    boxes = torch.zeros(n, 4, dtype=torch.long)
+    if torch.rand(1, generator=generator).item() >= p:
+        return torch.arange(n) % max(pool, 1), boxes
+    h, w = size
+    lam = _beta(alpha, generator) if generator is not None else float(torch.distributions.Beta(alpha, alpha).sample())
+    cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy = torch.randint(0, h, (1,), generator=generator).item()
+    cx = torch.randint(0, w, (1,), generator=generator).item()
+    boxes[:] = torch.tensor(
+        [max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h), max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)]
+    )
+    partners = (
+        torch.randperm(pool, generator=generator)[:n]
+        if pool >= n
+        else torch.randint(0, pool, (n,), generator=generator)
+    )
+    return partners, boxes
+
+
+def apply_cutmix(images: torch.Tensor, partner_images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """``images (B, C, H, W)`` with the box ``boxes[i] = (y0, y1, x0, x1)`` of ``partner_images[i]`` pasted in."""
+    if len(images) == 0 or not bool((boxes[:, 1] > boxes[:, 0]).any()):
+        return images
+    h, w = images.shape[-2:]
+    boxes = boxes.to(images.device)
+    ys = torch.arange(h, device=images.device)[None, :, None]
+    xs = torch.arange(w, device=images.device)[None, None, :]
+    inside = (
+        (ys >= boxes[:, 0, None, None])
+        & (ys < boxes[:, 1, None, None])
+        & (xs >= boxes[:, 2, None, None])
+        & (xs < boxes[:, 3, None, None])
+    )
+    return torch.where(inside[:, None], partner_images, images)
+
+
 def cutmix(
     images: torch.Tensor, generator: torch.Generator | None = None, alpha: float = 1.0, p: float = 0.5
 ) -> torch.Tensor:
@@ -68,21 +120,8 @@ def cutmix(
 
     Labels are not returned: under knowledge distillation the teacher labels the mixed image itself.
     """
-    if torch.rand(1, generator=generator).item() >= p:
-        return images
-    n, _, h, w = images.shape
-    lam = torch.distributions.Beta(alpha, alpha).sample().item() if generator is None else _beta(alpha, generator)
-    cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
-    cy, cx = (
-        torch.randint(0, h, (1,), generator=generator).item(),
-        torch.randint(0, w, (1,), generator=generator).item(),
-    )
-    y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
-    x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
-    perm = torch.randperm(n, generator=generator).to(images.device)
-    mixed = images.clone()
-    mixed[:, :, y0:y1, x0:x1] = images[perm][:, :, y0:y1, x0:x1]
-    return mixed
+    partners, boxes = sample_cutmix(len(images), tuple(images.shape[-2:]), generator, alpha, p)
+    return apply_cutmix(images, images[partners.to(images.device)], boxes)
 
 
 def _beta(alpha: float, generator: torch.Generator) -> float:

@@ -389,3 +389,16 @@ def load_image_dataset(
             raise DatasetValidationError(f"Split {split!r} is not in {name!r} (splits: {list(dataset)}).")
         return dataset[split]
     return dataset
+
+
+def train_validation_split(
+    dataset: Dataset, validation_size: int = 5000, seed: int = 0, label_column: str | None = None
+) -> tuple[Dataset, Dataset]:
+    """``(train, validation)``: a fixed, seeded, class-stratified part of ``dataset`` held out for choosing budgets and
+    hyper-parameters. Distillation and baselines draw only from ``train``; nothing is ever chosen on the test split.
+    The same ``(validation_size, seed)`` gives the same rows on every machine."""
+    _, label_column = detect_columns(dataset.features, None, label_column)
+    if not 0 < validation_size < len(dataset):
+        raise ValueError(f"validation_size={validation_size} must be between 1 and {len(dataset) - 1}.")
+    parts = dataset.train_test_split(test_size=validation_size, seed=seed, stratify_by_column=label_column)
+    return parts["train"], parts["test"]

@@ -1,15 +1,20 @@
-"""Judge a distilled set the way users do: train a fresh student on it, test it on the real test split.
+"""Judge a distilled set the way users do: train a fresh student on it, test it once on the real test split.
 
 Protocols (every hyper-parameter is in :class:`EvaluationConfig` and is written next to every result):
 
-* ``soft`` (the paper's): knowledge distillation from the teacher on the fly. Each step takes a batch, renders a
-  random resized crop + flip of every image, applies cutmix, and minimises ``T^2 * KL(teacher/T || student/T)``
-  with AdamW and a cosine schedule. Without a teacher, stored augmented-view soft labels are used instead (view
-  ``epoch % E`` of each image, rebuilt with :func:`wmdd_hf.augment.apply_views`).
+* ``soft`` (the paper's): knowledge distillation. Each step takes a batch, renders a random resized crop + flip of
+  every image, applies cutmix, and minimises ``T^2 * KL(teacher/T || student/T)`` with AdamW and a cosine schedule.
+  With ``weighted_kd`` (the paper's relabelling) each image's KL term is multiplied by its barycenter weight divided
+  by the batch mean. Without a teacher, stored views and logits (:class:`wmdd_hf.soft_labels.ViewLabels`) are used:
+  view ``step's epoch % E`` of each image, the same crop, flip and cutmix the teacher saw.
 * ``hard``: cross-entropy on the class labels only, SGD with momentum, learning rate x0.1 at half time, crop + flip
   augmentation: the classic dataset-distillation protocol (literature tables use it).
 
-Accuracies are fractions in [0, 1].
+``augment=False`` turns crop, flip and cutmix off (DD-Ranking's "without augmentation" runs).
+
+The budget is counted in optimiser steps (``steps``). Curves are drawn on a **validation** split held out from the
+training data; the test split is read once per student, at the end. Everything (teacher, student, batches) lives on
+one device: ``device=`` when given, else the teacher's, else the CPU. Accuracies are fractions in [0, 1].
 """
 
 from __future__ import annotations
@@ -24,9 +29,22 @@ import torch.nn.functional as F
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from .augment import AugmentConfig, apply_views, augment, cutmix
+from .augment import AugmentConfig, apply_cutmix, augment, sample_cutmix
 from .backbones import Backbone, load_backbone
 from .data import ImageSpec, decode_all, detect_columns
+from .soft_labels import ViewLabels
+
+#: Student steps per images-per-class, chosen on the validation split (benchmarks/results/fashion_mnist.json,
+#: ``protocol.steps``): the smallest budget after which neither random nor wmdd students gain 0.3 points.
+DEFAULT_STEPS = {1: 2000, 10: 1200, 50: 2400}
+
+
+def default_steps(images_per_class: float) -> int:
+    """The validated budget of the nearest IPC at or above ``images_per_class`` (the largest one beyond)."""
+    for ipc in sorted(DEFAULT_STEPS):
+        if images_per_class <= ipc:
+            return DEFAULT_STEPS[ipc]
+    return DEFAULT_STEPS[max(DEFAULT_STEPS)]
 
 
 @dataclass
@@ -36,45 +54,63 @@ class EvaluationConfig:
     protocol: str = "soft"
     student: str = "wmdd_convnet"
     student_kwargs: dict = field(default_factory=lambda: {"width": 64})
-    epochs: int | None = None  # None: min(1000, max(150, 30000 // N)) for N training images
+    steps: int | None = None  # optimiser steps; None: default_steps(images per class)
     batch_size: int = 128
     learning_rate: float | None = None  # None: 1e-3 (soft, AdamW) / 1e-2 (hard, SGD)
     weight_decay: float | None = None  # None: 1e-2 (soft) / 5e-4 (hard)
     temperature: float = 4.0
     crop_scale: tuple[float, float] = (0.5, 1.0)
     cutmix_p: float = 0.5
-    eval_every: int | None = None  # None: about 4 evaluations per run (the last one is the result)
+    augment: bool = True
+    weighted_kd: bool = True
+    eval_every: int | None = None  # validation every this many steps; None: 8 points per run
     progress: bool = True
 
     def __post_init__(self):
         if self.protocol not in ("soft", "hard"):
             raise ValueError(f"protocol={self.protocol!r}: use 'soft' or 'hard'.")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps={self.steps} must be at least 1.")
 
-    def resolved(self, n: int) -> EvaluationConfig:
+    def resolved(self, n: int, num_classes: int) -> EvaluationConfig:
+        """A copy with every ``None`` filled in for ``n`` training images of ``num_classes`` classes."""
         c = EvaluationConfig(**asdict(self))
-        c.epochs = self.epochs or int(min(1000, max(150, 30000 // max(n, 1))))
+        c.steps = self.steps or default_steps(n / max(num_classes, 1))
         c.learning_rate = self.learning_rate or (1e-3 if self.protocol == "soft" else 1e-2)
         c.weight_decay = (
             self.weight_decay if self.weight_decay is not None else (1e-2 if self.protocol == "soft" else 5e-4)
         )
-        c.eval_every = self.eval_every or max(1, c.epochs // 4)
+        c.eval_every = self.eval_every or max(1, c.steps // 8)
         return c
 
     def describe(self) -> dict:
         d = asdict(self)
         d.pop("progress")
         d["optimizer"] = "AdamW, cosine" if self.protocol == "soft" else "SGD momentum 0.9, x0.1 at half"
-        d["augmentation"] = f"random resized crop {self.crop_scale} + flip" + (
-            f" + cutmix p={self.cutmix_p}" if self.protocol == "soft" else ""
-        )
+        if not self.augment:
+            d["augmentation"] = "none"
+        else:
+            d["augmentation"] = f"random resized crop {self.crop_scale} + flip" + (
+                f" + cutmix p={self.cutmix_p}" if self.protocol == "soft" else ""
+            )
         return d
 
 
-@torch.no_grad()
+def resolve_device(device: str | torch.device | None, teacher: Backbone | None = None) -> torch.device:
+    """The one device of an evaluation: ``device`` when given, else the teacher's, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    if teacher is not None:
+        return next(teacher.parameters()).device
+    return torch.device("cpu")
+
+
+@torch.inference_mode()
 def test_accuracy(
     model: Backbone, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000
 ) -> tuple[float, float]:
-    """``(top-1, top-5)`` accuracy of ``model`` on uint8 ``images (N, C, H, W)``."""
+    """``(top-1, top-5)`` accuracy of ``model`` on uint8 ``images (N, C, H, W)`` (moved to the model's device)."""
+    was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     top1 = top5 = 0
@@ -86,7 +122,8 @@ def test_accuracy(
         top = logits.topk(k, dim=1).indices
         top1 += (top[:, 0] == y).sum().item()
         top5 += (top == y[:, None]).any(1).sum().item()
-    return top1 / len(images), top5 / len(images)
+    model.train(was_training)
+    return top1 / max(len(images), 1), top5 / max(len(images), 1)
 
 
 def build_student(config: EvaluationConfig, spec: ImageSpec, num_classes: int, seed: int) -> Backbone:
@@ -104,74 +141,116 @@ def build_student(config: EvaluationConfig, spec: ImageSpec, num_classes: int, s
     )
 
 
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``T^2 * KL(softmax(teacher/T) || softmax(student/T))`` per image, averaged over the batch.
+
+    ``weights (B,)``: each image's term is multiplied by ``weights / weights.mean()`` (the paper's weighted
+    relabelling: barycenter weights normalised to mean 1 within the batch).
+    """
+    log_p = F.log_softmax(student_logits / temperature, 1)
+    log_q = F.log_softmax(teacher_logits.float() / temperature, 1)
+    per_image = (log_q.exp() * (log_q - log_p)).sum(1)
+    if weights is not None:
+        per_image = per_image * (weights / weights.mean().clamp_min(1e-12))
+    return per_image.mean() * temperature**2
+
+
 def train_student(
     images: torch.Tensor,
     labels: torch.Tensor,
-    test_images: torch.Tensor,
-    test_labels: torch.Tensor,
     config: EvaluationConfig,
     seed: int = 0,
     teacher: Backbone | None = None,
-    views: torch.Tensor | None = None,
-    view_probs: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    stored: ViewLabels | None = None,
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
     num_classes: int | None = None,
+    device: str | torch.device | None = None,
     desc: str = "student",
 ) -> dict:
-    """Trains one student from scratch on ``images (N, C, H, W)`` uint8 and tests it.
+    """Trains one student from scratch on ``images (N, C, H, W)`` uint8 with ``labels (N,)``.
 
-    Returns ``{"acc", "top5", "curve": [(epoch, acc)], "seconds"}``.
+    ``weights (N,)``: per-image KD weights (used when ``config.weighted_kd``). ``validation`` / ``test``: uint8
+    images and labels; validation accuracy is recorded every ``eval_every`` steps, the test split is read once at
+    the end. Returns ``{"acc", "top5"}`` (test; None without a test split), ``"val_acc"``, ``"curve":
+    [(step, validation accuracy)]``, ``"seconds"``, ``"seconds_per_step"``.
     """
     start = time.time()
     num_classes = num_classes or (teacher.num_classes if teacher is not None else int(labels.max()) + 1)
     spec = ImageSpec(images.shape[1], tuple(images.shape[2:]))
-    c = config.resolved(len(images))
-    if c.protocol == "soft" and teacher is None and views is None:
-        raise ValueError("The soft protocol needs a teacher or stored soft labels (views and view_probs).")
-    student = build_student(c, spec, num_classes, seed)
+    c = config.resolved(len(images), num_classes)
+    if c.protocol == "soft" and teacher is None and stored is None:
+        raise ValueError("The soft protocol needs a teacher or stored soft labels (a ViewLabels).")
+    device = resolve_device(device, teacher)
+    if teacher is not None and next(teacher.parameters()).device != device:
+        teacher = teacher.to(device)
+    student = build_student(c, spec, num_classes, seed).to(device)
     g = torch.Generator().manual_seed(seed)
-    steps_per_epoch = math.ceil(len(images) / c.batch_size)
-    total = c.epochs * steps_per_epoch
     if c.protocol == "soft":
         optimizer = torch.optim.AdamW(student.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, c.steps)
     else:
         optimizer = torch.optim.SGD(student.parameters(), lr=c.learning_rate, momentum=0.9, weight_decay=c.weight_decay)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [total // 2], 0.1)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [c.steps // 2], 0.1)
     aug = AugmentConfig(scale=c.crop_scale, flip=True)
-    pixels = images.float() / 255
-    curve = []
-    bar = tqdm(range(c.epochs), desc=desc, disable=not c.progress, leave=False)
-    for epoch in bar:
-        student.train()
-        order = torch.randperm(len(images), generator=g)
-        for s in range(0, len(images), c.batch_size):
-            idx = order[s : s + c.batch_size]
-            if c.protocol == "hard":
-                x = augment(pixels[idx], aug, g)
-                loss = F.cross_entropy(student(x)[0], labels[idx])
-            elif teacher is not None:
-                x = cutmix(augment(pixels[idx], aug, g), g, p=c.cutmix_p)
-                with torch.no_grad():
-                    target = F.softmax(teacher(x)[0] / c.temperature, 1)
-                loss = _kd_loss(student(x)[0], target, c.temperature)
-            else:
-                e = epoch % views.shape[0]
-                x = apply_views(pixels[idx], views[e, idx])
-                loss = _kd_loss(student(x)[0], view_probs[e, idx].float(), c.temperature)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-        if (epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs:
-            acc, top5 = test_accuracy(student, test_images, test_labels)
-            curve.append((epoch + 1, acc))
-            bar.set_postfix(acc=f"{acc:.4f}")
-    return {"acc": acc, "top5": top5, "curve": curve, "seconds": round(time.time() - start, 1)}
-
-
-def _kd_loss(student_logits: torch.Tensor, target_probs: torch.Tensor, temperature: float) -> torch.Tensor:
-    log_p = F.log_softmax(student_logits / temperature, 1)
-    return F.kl_div(log_p, target_probs, reduction="batchmean") * temperature**2
+    pixels = images.to(device).float().div_(255)
+    labels = labels.to(device)
+    w = weights.to(device).float() if (weights is not None and c.weighted_kd) else None
+    batch = min(c.batch_size, len(images))
+    steps_per_epoch = math.ceil(len(images) / batch)
+    curve: list[tuple[int, float]] = []
+    order = torch.empty(0, dtype=torch.long)
+    bar = tqdm(range(c.steps), desc=desc, disable=not c.progress, leave=False)
+    student.train()
+    for step in bar:
+        epoch, position = divmod(step, steps_per_epoch)
+        if position == 0:
+            order = torch.randperm(len(images), generator=g)
+        idx = order[position * batch : (position + 1) * batch].to(device)
+        if c.protocol == "hard":
+            x = augment(pixels[idx], aug, g) if c.augment else pixels[idx]
+            loss = F.cross_entropy(student(x)[0], labels[idx])
+        elif teacher is not None:
+            x = pixels[idx]
+            if c.augment:
+                x = augment(x, aug, g)
+                partners, boxes = sample_cutmix(len(idx), spec.size, g, p=c.cutmix_p)
+                x = apply_cutmix(x, x[partners.to(device)], boxes)
+            with torch.no_grad():
+                target = teacher(x)[0]
+            loss = kd_loss(student(x)[0], target, c.temperature, None if w is None else w[idx])
+        else:
+            e = epoch % stored.epochs
+            x = stored.render(pixels, e, idx) if c.augment else pixels[idx]
+            target = stored.logits[e, idx.to(stored.logits.device)].to(device)
+            loss = kd_loss(student(x)[0], target, c.temperature, None if w is None else w[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if validation is not None and ((step + 1) % c.eval_every == 0 or step + 1 == c.steps):
+            val_acc, _ = test_accuracy(student, *validation)
+            curve.append((step + 1, val_acc))
+            bar.set_postfix(val=f"{val_acc:.4f}")
+    train_seconds = time.time() - start
+    acc = top5 = None
+    if test is not None:
+        acc, top5 = test_accuracy(student, *test)
+    return {
+        "acc": acc,
+        "top5": top5,
+        "val_acc": curve[-1][1] if curve else None,
+        "curve": curve,
+        "steps": c.steps,
+        "seconds": round(time.time() - start, 1),
+        "seconds_per_step": train_seconds / c.steps,
+    }
 
 
 def _as_tensors(dataset: Dataset, spec: ImageSpec | None) -> tuple[torch.Tensor, torch.Tensor, ImageSpec]:
@@ -183,6 +262,13 @@ def _as_tensors(dataset: Dataset, spec: ImageSpec | None) -> tuple[torch.Tensor,
     return images, labels, spec
 
 
+def barycenter_weights(dataset: Dataset) -> torch.Tensor | None:
+    """The ``barycenter_weight`` column as ``(N,)`` float32, or None (uniform) when the set has none."""
+    if "barycenter_weight" not in dataset.column_names:
+        return None
+    return torch.tensor(np.asarray(dataset["barycenter_weight"], dtype=np.float32))
+
+
 def evaluate_distilled(
     distilled: Dataset | str,
     eval_dataset: Dataset,
@@ -191,60 +277,76 @@ def evaluate_distilled(
     seeds: tuple[int, ...] = (0, 1, 2),
     use_stored_soft_labels: bool = False,
     plot_path: str | None = None,
+    validation_dataset: Dataset | None = None,
+    device: str | torch.device | None = None,
     **config_kwargs,
 ) -> dict:
-    """Trains one student per seed on ``distilled`` (a Dataset, a local folder or a Hub id) and tests it on
-    ``eval_dataset``. Returns ``{"acc_mean", "acc_std", "top5_mean", "accs", "seeds", "curves", "protocol",
-    "eval_seconds"}``; ``plot_path`` saves the accuracy curves as a PNG."""
+    """Trains one student per seed on ``distilled`` (a Dataset, a local folder or a Hub id) and tests it once on
+    ``eval_dataset``. ``validation_dataset`` (held out from the training data) gives the curves.
+
+    Returns ``{"acc_mean", "acc_std", "top5_mean", "accs", "val_acc_mean", "seeds", "curves", "protocol",
+    "eval_seconds", "seconds_per_student", "seconds_per_step"}``; ``plot_path`` saves the validation curves.
+    """
     from .hub import load_distilled
 
     config = config or EvaluationConfig(**config_kwargs)
-    views = view_probs = None
+    stored = None
     if isinstance(distilled, str):
-        distilled, stored, _ = load_distilled(distilled)
-        if use_stored_soft_labels and stored is not None:
-            stored = stored.with_format("torch")
-            n = len(distilled)
-            epochs = len(stored) // n
-            views = stored["view"].reshape(epochs, n, 5)
-            view_probs = stored["soft_label"].reshape(epochs, n, -1)
+        distilled, view_rows, _ = load_distilled(distilled)
+        if use_stored_soft_labels and view_rows is not None:
+            stored = ViewLabels.from_columns(view_rows, len(distilled))
+    if use_stored_soft_labels and stored is None:
+        raise ValueError("use_stored_soft_labels=True needs a distilled folder or Hub id with a soft_labels config.")
     teacher_bb = load_backbone(teacher).freeze() if teacher is not None else None
+    device = resolve_device(device, teacher_bb)
+    if teacher_bb is not None:
+        teacher_bb = teacher_bb.to(device)
     spec = teacher_bb.spec if teacher_bb is not None else None
     images, labels, spec = _as_tensors(distilled, spec)
-    test_images, test_labels, _ = _as_tensors(eval_dataset, spec)
+    test = _as_tensors(eval_dataset, spec)[:2]
+    validation = _as_tensors(validation_dataset, spec)[:2] if validation_dataset is not None else None
     num_classes = distilled.features[detect_columns(distilled.features)[1]].num_classes
+    weights = barycenter_weights(distilled)
     runs = []
     for seed in seeds:
         runs.append(
             train_student(
                 images,
                 labels,
-                test_images,
-                test_labels,
                 config,
                 seed,
                 teacher=None if use_stored_soft_labels else teacher_bb,
-                views=views,
-                view_probs=view_probs,
+                weights=weights,
+                stored=stored,
+                validation=validation,
+                test=test,
                 num_classes=num_classes,
+                device=device,
                 desc=f"student seed {seed}",
             )
         )
     accs = [r["acc"] for r in runs]
+    vals = [r["val_acc"] for r in runs if r["val_acc"] is not None]
     result = {
         "acc_mean": float(np.mean(accs)),
         "acc_std": float(np.std(accs)),
         "top5_mean": float(np.mean([r["top5"] for r in runs])),
         "accs": accs,
+        "val_acc_mean": float(np.mean(vals)) if vals else None,
         "seeds": list(seeds),
         "curves": [r["curve"] for r in runs],
-        "protocol": config.resolved(len(images)).describe(),
+        "protocol": config.resolved(len(images), num_classes).describe(),
         "eval_seconds": round(sum(r["seconds"] for r in runs), 1),
+        "seconds_per_student": round(float(np.mean([r["seconds"] for r in runs])), 1),
+        "seconds_per_step": float(np.mean([r["seconds_per_step"] for r in runs])),
+        "weighted": weights is not None and config.weighted_kd and config.protocol == "soft",
     }
-    if plot_path:
+    if plot_path and validation is not None:
         from .visualization import save_accuracy_curve
 
         save_accuracy_curve(
-            {f"seed {s}": r["curve"] for s, r in zip(seeds, runs)}, plot_path, f"{config.protocol} protocol"
+            {f"seed {s}": r["curve"] for s, r in zip(seeds, runs)},
+            plot_path,
+            f"{config.protocol} protocol (validation accuracy)",
         )
     return result

@@ -93,8 +93,14 @@ def save_barycenter_pca(
     plt.close(fig)
 
 
-def save_accuracy_curve(curves: dict[str, list[tuple[int, float]]], path: str | os.PathLike, title: str = "") -> None:
-    """Test accuracy against epoch, one line per run (``{label: [(epoch, accuracy)]}``)."""
+def save_accuracy_curve(
+    curves: dict[str, list[tuple[int, float]]],
+    path: str | os.PathLike,
+    title: str = "",
+    xlabel: str = "student step",
+    ylabel: str = "validation accuracy",
+) -> None:
+    """Accuracy against training steps, one line per run (``{label: [(step, accuracy)]}``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,8 +111,8 @@ def save_accuracy_curve(curves: dict[str, list[tuple[int, float]]], path: str | 
         if points:
             xs, ys = zip(*points)
             ax.plot(xs, ys, marker=".", label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -22,7 +22,14 @@ class EvaluateArguments:
     eval_split: str = field(default="test", metadata={"help": "Real evaluation split."})
     protocol: str = field(default="soft", metadata={"help": "'soft' (KD from the teacher) or 'hard' (labels only)."})
     student: str = field(default="wmdd_convnet", metadata={"help": "Student architecture (timm name or folder)."})
-    epochs: int | None = field(default=None, metadata={"help": "Student epochs (default: by set size)."})
+    steps: int | None = field(
+        default=None, metadata={"help": "Student optimiser steps (default: the validated budget for the set's IPC)."}
+    )
+    weighted_kd: bool = field(
+        default=True,
+        metadata={"help": "Weight each image's KD loss by its barycenter weight (the paper's relabelling)."},
+    )
+    device: str | None = field(default=None, metadata={"help": "Device of teacher, student and batches."})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Student seeds."})
     use_stored_soft_labels: bool = field(
         default=False, metadata={"help": "Train on the stored augmented-view labels, no teacher."}
@@ -36,7 +43,8 @@ def main() -> None:
     config = EvaluationConfig(
         protocol=args.protocol,
         student=args.student,
-        epochs=args.epochs,
+        steps=args.steps,
+        weighted_kd=args.weighted_kd,
         student_kwargs={"width": 64} if args.student == "wmdd_convnet" else {},
     )
     teacher = None if args.use_stored_soft_labels else args.teacher
@@ -48,6 +56,7 @@ def main() -> None:
         seeds=tuple(args.seeds),
         use_stored_soft_labels=args.use_stored_soft_labels,
         plot_path=args.plot,
+        device=args.device,
     )
     print(json.dumps({k: v for k, v in result.items() if k != "curves"}, indent=2))
 

@@ -6,7 +6,7 @@ from PIL import Image as PILImage
 
 from wmdd_hf import load_backbone
 from wmdd_hf.baselines import herding_indices, kcenter_indices, nearest_indices, random_indices
-from wmdd_hf.evaluation import EvaluationConfig, evaluate_distilled
+from wmdd_hf.evaluation import EvaluationConfig, evaluate_distilled, kd_loss
 
 
 def _brightness_dataset(n_per_class, seed, shuffle_labels=False):
@@ -34,7 +34,7 @@ def _oracle_teacher():
     return load_backbone(net, in_chans=1, img_size=16, mean=(0.5,), std=(0.5,))
 
 
-FAST = dict(student_kwargs={"width": 8, "depth": 2}, epochs=40, batch_size=20, progress=False)
+FAST = dict(student_kwargs={"width": 8, "depth": 2}, steps=80, batch_size=20, progress=False)
 
 
 def test_separable_data_gives_high_accuracy_and_shuffled_labels_do_not():
@@ -48,7 +48,7 @@ def test_separable_data_gives_high_accuracy_and_shuffled_labels_do_not():
         seeds=(0, 1),
     )
     assert noise["acc_mean"] <= 0.8, noise
-    assert len(good["curves"]) == 2 and good["curves"][0][-1][0] == 40
+    assert good["protocol"]["steps"] == 80
     assert good["protocol"]["optimizer"].startswith("SGD")
 
 
@@ -59,11 +59,13 @@ def test_soft_protocol_learns_from_the_teacher_even_with_wrong_labels(tmp_path):
         train,
         test,
         teacher=_oracle_teacher(),
-        config=EvaluationConfig(protocol="soft", **FAST),
+        config=EvaluationConfig(protocol="soft", eval_every=20, **FAST),
         seeds=(0,),
         plot_path=str(tmp_path / "curve.png"),
+        validation_dataset=_brightness_dataset(30, 2),
     )
     assert result["acc_mean"] >= 0.95, result
+    assert [s for s, _ in result["curves"][0]] == [20, 40, 60, 80]  # validation curve, every 20 steps
     assert (tmp_path / "curve.png").stat().st_size > 0
 
 
@@ -92,3 +94,123 @@ def test_selectors():
 
     assert radius(kcenter_indices(f, 10)) < radius(r)
     assert nearest_indices(f, f[[5, 9]]).tolist() == [5, 9]
+
+
+def test_weighted_kd_multiplies_each_images_term_by_its_normalised_weight():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 5), torch.randn(2, 5)
+    t = 4.0
+
+    def kl_one(i):  # KL(softmax(teacher/T) || softmax(student/T)) of image i, by the textbook formula
+        q = torch.softmax(teacher[i] / t, 0)
+        p = torch.softmax(student[i] / t, 0)
+        return float((q * (q.log() - p.log())).sum())
+
+    # weights (1, 3): batch mean 2, normalised (0.5, 1.5)
+    expected = (0.5 * kl_one(0) + 1.5 * kl_one(1)) / 2 * t**2
+    assert float(kd_loss(student, teacher, t, torch.tensor([1.0, 3.0]))) == pytest.approx(expected, rel=1e-5)
+    plain = (kl_one(0) + kl_one(1)) / 2 * t**2
+    assert float(kd_loss(student, teacher, t)) == pytest.approx(plain, rel=1e-5)
+    assert float(kd_loss(student, teacher, t, torch.tensor([2.0, 2.0]))) == pytest.approx(plain, rel=1e-5)
+
+
+def test_weighted_kd_is_used_when_the_set_has_barycenter_weights(monkeypatch):
+    import wmdd_hf.evaluation as ev
+
+    seen = []
+    real = ev.kd_loss
+    monkeypatch.setattr(ev, "kd_loss", lambda s, t, temp, w=None: seen.append(w) or real(s, t, temp, w))
+    train = _brightness_dataset(4, 0).add_column("barycenter_weight", [1.0, 2.0, 3.0, 4.0] * 2)
+    config = dict(FAST, steps=2, batch_size=8)
+    evaluate_distilled(train, _brightness_dataset(2, 1), teacher=_oracle_teacher(), seeds=(0,), **config)
+    assert seen[0] is not None and sorted(seen[0].tolist()) == [1, 1, 2, 2, 3, 3, 4, 4]
+    seen.clear()
+    evaluate_distilled(
+        train, _brightness_dataset(2, 1), teacher=_oracle_teacher(), seeds=(0,), weighted_kd=False, **config
+    )
+    assert seen == [None, None]
+
+
+def test_stored_and_online_paths_train_on_the_teachers_logits_for_the_views_they_render(monkeypatch):
+    """The stored path's target for a rendered view equals what the online teacher says about that very view."""
+    import wmdd_hf.evaluation as ev
+    from wmdd_hf import AugmentConfig, augmented_soft_labels
+
+    teacher = _oracle_teacher()
+    torch.manual_seed(0)
+    with torch.no_grad():  # a teacher whose logits depend on where the pixels are, so that views matter
+        teacher.model[1].weight.add_(torch.randn_like(teacher.model[1].weight) * 0.5)
+    train = _brightness_dataset(4, 0)
+    images, labels, _ = ev._as_tensors(train, teacher.spec)
+    stored = augmented_soft_labels(
+        teacher, images.float() / 255, epochs=2, augment=AugmentConfig(scale=(0.5, 1.0)), seed=1, cutmix_p=1.0, block=8
+    )
+    recorded = []
+    real_build = ev.build_student
+
+    class Spy(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            recorded.append(("x", x.detach().clone()))
+            return self.inner(x)
+
+    monkeypatch.setattr(ev, "build_student", lambda *a, **k: Spy(real_build(*a, **k)))
+    real_loss = ev.kd_loss
+    monkeypatch.setattr(
+        ev, "kd_loss", lambda s, t, temp, w=None: recorded.append(("t", t.detach())) or real_loss(s, t, temp, w)
+    )
+    config = EvaluationConfig(**dict(FAST, steps=4, batch_size=8))
+    for teacher_arg, stored_arg in ((None, stored), (teacher, None)):
+        recorded.clear()
+        ev.train_student(images, labels, config, seed=0, teacher=teacher_arg, stored=stored_arg, num_classes=2)
+        xs = [v for k, v in recorded if k == "x"]
+        ts = [v for k, v in recorded if k == "t"]
+        assert len(xs) == len(ts) == 4
+        for x, target in zip(xs, ts):
+            with torch.no_grad():
+                online = teacher(x)[0]
+            torch.testing.assert_close(target.float(), online, atol=2e-2, rtol=1e-2)
+
+
+def test_evaluation_keeps_every_tensor_on_the_device_it_was_given():
+    """A teacher that asserts the device of its inputs, and a function mode that records every device a tensor is
+    created on or moved to: all must be the given device."""
+    from torch.overrides import TorchFunctionMode
+
+    device = torch.device("cpu")
+    seen = set()
+
+    class Devices(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            for value in list(args) + list(kwargs.values()):
+                if isinstance(value, (torch.device, str)) and str(value).split(":")[0] in (
+                    "cuda",
+                    "mps",
+                    "meta",
+                    "xpu",
+                ):
+                    seen.add(str(value))
+            if "device" in kwargs and kwargs["device"] is not None:
+                seen.add(str(torch.device(kwargs["device"])))
+            out = func(*args, **kwargs)
+            if isinstance(out, torch.Tensor):
+                seen.add(str(out.device))
+            return out
+
+    teacher = _oracle_teacher()
+
+    def checked(module, args):
+        assert args[0].device == device, f"teacher input on {args[0].device}"
+
+    teacher.register_forward_pre_hook(checked)
+    train, test = _brightness_dataset(4, 0), _brightness_dataset(4, 1)
+    with Devices():
+        result = evaluate_distilled(
+            train, test, teacher=teacher, seeds=(0,), device=device, validation_dataset=test, **dict(FAST, steps=3)
+        )
+    assert result["protocol"]["steps"] == 3
+    assert seen == {"cpu"}, seen

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from datasets import load_dataset
 
 from wmdd_hf import DistillationArguments, Distiller, load_distilled
@@ -57,9 +58,20 @@ def test_push_and_load_back_through_the_real_clients(hub, distilled_run, tmp_pat
     views = load_dataset(
         "tester/fmnist-wmdd", "soft_labels", split="train", token=TOKEN, cache_dir=str(tmp_path / "cache")
     )
-    assert len(views) == 2 * len(local) and set(views.column_names) == {"epoch", "image_index", "view", "soft_label"}
+    columns = {"epoch", "image_index", "view", "partner", "box", "logits"}
+    assert len(views) == 2 * len(local) and set(views.column_names) == columns
     ds, views2, meta = load_distilled("tester/fmnist-wmdd", token=TOKEN)
     assert len(ds) == 20 and len(views2) == 40 and meta["arguments"]["images_per_class"] == 2
+    # the stored logits came back intact: the teacher's logits on the rendered views of the downloaded images
+    from wmdd_hf.evaluation import _as_tensors
+    from wmdd_hf.soft_labels import ViewLabels
+
+    stored = ViewLabels.from_columns(views2, len(ds))
+    teacher = distilled_run.teacher
+    pixels = _as_tensors(ds, teacher.spec)[0].float() / 255
+    with torch.no_grad():
+        online = teacher(stored.render(pixels, 1, torch.arange(len(ds))))[0]
+    torch.testing.assert_close(stored.logits[1].float(), online, atol=2e-2, rtol=1e-2)
 
 
 def test_card_renders_validates_and_keeps_configs(hub, distilled_run):
@@ -117,7 +129,7 @@ def test_local_folder_loads_with_plain_load_dataset(distilled_run):
     views = load_dataset(folder, "soft_labels", split="train")
     first = views[3]
     assert first["epoch"] == 0 and first["image_index"] == 3 and len(first["view"]) == 5
-    np.testing.assert_allclose(sum(first["soft_label"]), 1.0, atol=5e-3)
+    assert len(first["logits"]) == 10 and len(first["box"]) == 4 and 0 <= first["partner"] < 20
 
 
 def test_loading_needs_no_wmdd_hf(distilled_run, tmp_path):

@@ -40,7 +40,7 @@ from .data import (
     uint8_to_png_images,
     validate_dataset,
 )
-from .soft_labels import augmented_soft_labels, soft_labels, storage_bytes
+from .soft_labels import ViewLabels, augmented_soft_labels, soft_labels, storage_bytes
 from .statistics import ClassStatistics, collect_class_statistics
 from .synthesis import NormTargets, synthesize_batch
 
@@ -352,15 +352,10 @@ class Distiller:
         pixels = images_uint8.float() / 255
         result = {"probs": soft_labels(self.teacher, pixels, a.temperature)}
         if a.soft_label_epochs > 0:
-            views, probs = augmented_soft_labels(
-                self.teacher,
-                pixels,
-                a.soft_label_epochs,
-                a.synthesis_config().augment,
-                seed=a.seed,
-                temperature=a.temperature,
+            views = augmented_soft_labels(
+                self.teacher, pixels, a.soft_label_epochs, a.synthesis_config().augment, seed=a.seed
             )
-            result.update(views=views, view_probs=probs)
+            result.update(views=views.views, partners=views.partners, boxes=views.boxes, logits=views.logits)
         result["bytes"] = storage_bytes(*[v for v in result.values() if isinstance(v, torch.Tensor)])
         ckpt.atomic_save(result, path)
         return result
@@ -454,24 +449,18 @@ class Distiller:
     def _views_dataset(self, soft: dict) -> Dataset | None:
         if "views" not in soft:
             return None
-        epochs, n = soft["views"].shape[:2]
+        labels = ViewLabels(soft["views"], soft["partners"], soft["boxes"], soft["logits"])
         features = Features(
             {
                 "epoch": Value("int32"),
                 "image_index": Value("int32"),
                 "view": Sequence(Value("float32"), length=5),
-                "soft_label": Sequence(Value("float16")),
+                "partner": Value("int32"),
+                "box": Sequence(Value("int32"), length=4),
+                "logits": Sequence(Value("float16")),
             }
         )
-        return Dataset.from_dict(
-            {
-                "epoch": np.repeat(np.arange(epochs), n).tolist(),
-                "image_index": np.tile(np.arange(n), epochs).tolist(),
-                "view": soft["views"].reshape(epochs * n, 5).numpy().tolist(),
-                "soft_label": soft["view_probs"].reshape(epochs * n, -1).float().numpy().tolist(),
-            },
-            features=features,
-        )
+        return Dataset.from_dict(labels.to_columns(), features=features)
 
     def _final_metrics(self, images_uint8, labels, soft, bary, histories) -> dict:
         first = [h["history"][0] for h in histories]
@@ -581,6 +570,7 @@ class Distiller:
             raise ValueError("evaluate() needs eval_dataset= (the real test split).")
         if self.distilled is None:
             raise RuntimeError("Nothing distilled yet: call distill() first.")
+        kwargs.setdefault("device", self.accelerator.device)
         result = evaluate_distilled(self.distilled, self.eval_dataset, teacher=self.teacher, **kwargs)
         if self.accelerator.is_main_process:
             self._add_evaluation_to_card(result)

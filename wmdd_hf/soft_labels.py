@@ -80,9 +80,11 @@ class ViewLabels:
     @classmethod
     def from_columns(cls, rows, num_images: int) -> ViewLabels:
         """Inverse of :meth:`to_columns`; ``rows`` is a ``datasets.Dataset`` (or dict) with those columns."""
-        get = (
-            (lambda c: torch.as_tensor(rows[c])) if isinstance(rows, dict) else (lambda c: rows.with_format("torch")[c])
-        )
+        columns = rows if isinstance(rows, dict) else rows.with_format("torch")[:]
+
+        def get(name: str) -> torch.Tensor:
+            return torch.as_tensor(columns[name])
+
         epoch, index = get("epoch").long(), get("image_index").long()
         e = int(epoch.max()) + 1 if len(epoch) else 0
         if len(epoch) != e * num_images:

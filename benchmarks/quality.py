@@ -34,7 +34,7 @@ from wmdd_hf import DistillationArguments, Distiller, load_backbone, load_fashio
 from wmdd_hf.baselines import select_rows  # noqa: E402
 from wmdd_hf.checkpoint import load as load_checkpoint  # noqa: E402
 from wmdd_hf.data import train_validation_split  # noqa: E402
-from wmdd_hf.evaluation import EvaluationConfig, evaluate_distilled  # noqa: E402
+from wmdd_hf.evaluation import EvaluationConfig, _as_tensors, evaluate_distilled  # noqa: E402
 from wmdd_hf.scores import scores  # noqa: E402
 from wmdd_hf.statistics import ClassStatistics  # noqa: E402
 from wmdd_hf.visualization import save_accuracy_curve  # noqa: E402
@@ -53,7 +53,7 @@ SELECTIONS = ("random", "herding", "kcenter", "barycenter_nearest_real")
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stage", choices=["budget", "table", "full_data"], default="table")
+    p.add_argument("--stage", choices=["budget", "table", "full_data", "publish_random", "render"], default="table")
     p.add_argument("--teacher", default=str(ROOT / "checkpoints" / "fashion-mnist-convnet64"))
     p.add_argument("--ipc", type=int, nargs="+", default=[10])
     p.add_argument("--methods", nargs="+", default=["wmdd", "random", "barycenter_nearest_real"])
@@ -304,6 +304,13 @@ def main() -> None:
     }
     existing = read_results(results)
     steps_table = {int(k): v for k, v in existing.get("protocol", {}).get("steps", {}).items()}
+    if args.stage == "render":
+        merge_results(results, {}, [])
+        return
+    if args.stage == "publish_random":
+        for ipc in args.ipc:
+            publish_random(ipc, args, teacher, train, work)
+        return
     if args.stage == "full_data":
         run_full_data(args, teacher, train, validation, test, payload, results)
         return
@@ -426,6 +433,43 @@ def run_budget(ipc, args, teacher, train, validation, test, work, payload, resul
     }
     steps = {**data.get("protocol", {}).get("steps", {}), str(ipc): chosen}
     merge_results(results, {**payload, "budget": budget, "protocol": {**payload["protocol"], "steps": steps}}, [])
+
+
+def publish_random(ipc, args, teacher, train, work) -> Path:
+    """The random real subset of ``ipc`` images per class, written like a distilled set (Hub layout, the same
+    teacher's soft labels at temperature 1, uniform weights), for benchmarks/plain_user.py."""
+    from wmdd_hf.data import uint8_to_png_images
+    from wmdd_hf.hub import save_distilled
+    from wmdd_hf.soft_labels import soft_labels as teacher_soft_labels
+
+    subset, _, _ = build_set("random", ipc, args, teacher, train, work)
+    images, labels, _ = _as_tensors(subset, teacher.spec)
+    probs = teacher_soft_labels(teacher, images.float() / 255, temperature=1.0)
+    features = subset.features.copy()
+    from datasets import Dataset, Sequence, Value
+
+    features["soft_label"] = Sequence(Value("float32"))
+    features["barycenter_weight"] = Value("float32")
+    dataset = Dataset.from_dict(
+        {
+            "image": uint8_to_png_images(images),
+            "label": labels.tolist(),
+            "soft_label": probs.float().tolist(),
+            "barycenter_weight": [1.0 / ipc] * len(labels),
+        },
+        features=features,
+    )
+    folder = work / f"random-ipc{ipc}-published"
+    meta = {
+        "arguments": {"images_per_class": ipc, "temperature": 1.0, "soft_label_epochs": 0},
+        "num_images": len(dataset),
+        "num_classes": len(features["label"].names),
+        "source_dataset": "fashion_mnist",
+        "method": "random",
+    }
+    save_distilled(folder, dataset, meta)
+    print(folder)
+    return folder
 
 
 def run_full_data(args, teacher, train, validation, test, payload, results) -> None:

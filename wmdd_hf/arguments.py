@@ -4,7 +4,6 @@ and YAML/JSON files. Names follow ``transformers.TrainingArguments`` where the c
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 
 from .augment import AugmentConfig
@@ -13,7 +12,6 @@ from .synthesis import BN_LOSSES, FEATURE_LOSSES, SynthesisConfig
 INITS = ("noise", "real")
 BARYCENTER_WEIGHTS = ("learned", "uniform")
 BARYCENTER_SOLVERS = ("exact", "sinkhorn")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 #: Arguments that do not change the distilled set: they may differ when a run is resumed.
 NON_RESULT_FIELDS = {
@@ -131,8 +129,23 @@ class DistillationArguments:
             raise ValueError(f"crop_scale_min={self.crop_scale_min} must be in (0, 1].")
         if self.push_to_hub and not self.hub_dataset_id:
             raise ValueError("push_to_hub=True needs hub_dataset_id='user/name'.")
-        if self.hub_dataset_id is not None and not _HUB_ID.match(self.hub_dataset_id):
-            raise ValueError(f"hub_dataset_id={self.hub_dataset_id!r} is not a repo id of the form 'user/name'.")
+        if self.hub_dataset_id is not None:
+            from .hub import check_repo_id
+
+            check_repo_id(self.hub_dataset_id)
+        if self.max_features_per_class is not None and self.max_features_per_class < self.images_per_class:
+            raise ValueError(
+                f"max_features_per_class={self.max_features_per_class} is below images_per_class="
+                f"{self.images_per_class}: a class needs at least as many kept features as barycenter points "
+                "(and real images to start from with init='real'). Raise the cap or lower images_per_class."
+            )
+
+    def __repr__(self) -> str:
+        """Like the dataclass repr, with the token hidden (as ``transformers.TrainingArguments`` does)."""
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
+        return f"{type(self).__name__}({fields})"
+
+    __str__ = __repr__
 
     @property
     def classes_per_batch(self) -> int:
@@ -155,7 +168,7 @@ class DistillationArguments:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["hub_token"] = "<redacted>" if d["hub_token"] else None
+        d["hub_token"] = "<HUB_TOKEN>" if d["hub_token"] else None
         return d
 
     @property

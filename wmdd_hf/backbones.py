@@ -167,23 +167,51 @@ def _first_conv_channels(model: nn.Module, default: int) -> int:
     return default
 
 
-def _from_transformers(model: nn.Module, processor=None, class_names: list[str] | None = None) -> Backbone:
+def _from_transformers(
+    model: nn.Module,
+    processor=None,
+    class_names: list[str] | None = None,
+    img_size: int | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> Backbone:
     config = model.config
     channels = getattr(config, "num_channels", 3)
     size = getattr(config, "image_size", 224)
-    mean, std = (0.5,) * channels, (0.5,) * channels
     if processor is not None:
-        mean, std = tuple(processor.image_mean), tuple(processor.image_std)
         psize = getattr(processor, "size", None) or {}
         if "height" in psize:
             size = (psize["height"], psize["width"])
         elif "shortest_edge" in psize:
             size = psize["shortest_edge"]
+        mean = mean or tuple(processor.image_mean)
+        std = std or tuple(processor.image_std)
+    elif mean is None or std is None:
+        mean, std = mean or (0.5,) * channels, std or (0.5,) * channels
+        logger.warning(
+            "%s has no image processor: normalising with mean=%s, std=%s. Pass mean= and std= to load_backbone "
+            "if the model was trained with other statistics.",
+            type(model).__name__,
+            mean,
+            std,
+        )
+    if img_size is not None:
+        fixed = getattr(config, "image_size", None)
+        if fixed is not None and _has_position_embeddings(model) and fixed != img_size:
+            raise ValueError(
+                f"img_size={img_size} cannot be honoured: {type(model).__name__} has position embeddings for "
+                f"{fixed} px. Build it from a config with image_size={img_size} (pretrained=False), or drop img_size."
+            )
+        size = img_size
     hw = (size, size) if isinstance(size, int) else tuple(size)
     if len(mean) != channels:
         mean, std = (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
     names = class_names or [config.id2label[i] for i in range(config.num_labels)]
     return Backbone(model, ImageSpec(channels, hw), mean, std, names, source="transformers")
+
+
+def _has_position_embeddings(model: nn.Module) -> bool:
+    return any("position_embedding" in name for name, _ in model.named_parameters())
 
 
 def load_backbone(
@@ -216,7 +244,7 @@ def load_backbone(
         if hasattr(model, "pretrained_cfg") or hasattr(model, "timm_model"):
             return _from_timm(model, class_names)
         if hasattr(model, "config") and hasattr(model.config, "id2label"):
-            return _from_transformers(model, None, class_names)
+            return _from_transformers(model, None, class_names, img_size, mean, std)
         if in_chans is None or img_size is None:
             raise ValueError("A plain nn.Module needs in_chans= and img_size= (and mean=/std=, default 0.5).")
         channels = in_chans
@@ -228,7 +256,9 @@ def load_backbone(
             class_names,
         )
 
-    backbone = _load_named(str(model), num_classes, class_names, in_chans, img_size, pretrained, model_kwargs)
+    backbone = _load_named(
+        str(model), num_classes, class_names, in_chans, img_size, pretrained, model_kwargs, mean=mean, std=std
+    )
     folder = Path(str(model))
     backbone.metadata = {"id": str(model), "architecture": _architecture(backbone)}
     if folder.is_dir():
@@ -247,7 +277,14 @@ def _architecture(backbone: Backbone) -> str:
     return type(backbone.model).__name__
 
 
-def _load_named(name, num_classes, class_names, in_chans, img_size, pretrained, model_kwargs) -> Backbone:
+def _looks_like_a_path(name: str) -> bool:
+    """``./x``, ``/x``, ``~/x``, ``a/b/c``, or ``a/b`` where a local folder ``a`` exists: meant as a folder."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or ("/" in name and Path(name).parent.is_dir())
+
+
+def _load_named(
+    name, num_classes, class_names, in_chans, img_size, pretrained, model_kwargs, mean=None, std=None
+) -> Backbone:
     import timm
 
     kwargs = dict(model_kwargs)
@@ -261,7 +298,9 @@ def _load_named(name, num_classes, class_names, in_chans, img_size, pretrained, 
         if "architecture" in config:  # timm layout
             net = timm.create_model(f"local-dir:{folder}", pretrained=pretrained, **kwargs)
             return _from_timm(net, class_names, img_size)
-        return _load_transformers(str(folder), num_classes, class_names, pretrained)
+        return _load_transformers(str(folder), num_classes, class_names, pretrained, img_size, mean, std)
+    if folder.is_dir():
+        raise ValueError(f"{name} is a folder without config.json: not a saved model (see wmdd_hf.save_backbone).")
     if name.startswith(("hf-hub:", "local-dir:")) or timm.is_model(name.split(".")[0]):
         try:  # models with a fixed input size (ViT, the ConvNet) take img_size; others run at any size
             net = timm.create_model(
@@ -270,10 +309,28 @@ def _load_named(name, num_classes, class_names, in_chans, img_size, pretrained, 
         except TypeError:
             net = timm.create_model(name, pretrained=pretrained, **kwargs)
         return _from_timm(net, class_names, img_size)
-    return _load_transformers(name, num_classes, class_names, pretrained)
+    if _looks_like_a_path(name):
+        raise ValueError(
+            f"No folder {name} (looked in {Path(name).resolve().parent}), and {name!r} is not a timm model name: "
+            "check the path, or give a Hub id 'org/name'."
+        )
+    try:
+        return _load_transformers(name, num_classes, class_names, pretrained, img_size, mean, std)
+    except ValueError as error:
+        if "/" in name and not Path(name).exists():
+            raise ValueError(f"No folder {name}, and no Hub model of that name ({error})") from error
+        raise
 
 
-def _load_transformers(name: str, num_classes: int | None, class_names: list[str] | None, pretrained: bool) -> Backbone:
+def _load_transformers(
+    name: str,
+    num_classes: int | None,
+    class_names: list[str] | None,
+    pretrained: bool,
+    img_size: int | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> Backbone:
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
     extra = {}
@@ -289,6 +346,8 @@ def _load_transformers(name: str, num_classes: int | None, class_names: list[str
             config = AutoConfig.from_pretrained(
                 name, **{k: v for k, v in extra.items() if k != "ignore_mismatched_sizes"}
             )
+            if img_size is not None and hasattr(config, "image_size"):
+                config.image_size = img_size  # a fresh model is built for the size asked
             model = AutoModelForImageClassification.from_config(config)
     except OSError as error:
         raise ValueError(
@@ -299,7 +358,7 @@ def _load_transformers(name: str, num_classes: int | None, class_names: list[str
         processor = AutoImageProcessor.from_pretrained(name)
     except Exception:  # noqa: BLE001 - a model without a processor uses its config's defaults
         processor = None
-    return _from_transformers(model, processor, class_names)
+    return _from_transformers(model, processor, class_names, img_size, mean, std)
 
 
 def save_backbone(backbone: Backbone, folder: str | os.PathLike, metadata: dict | None = None) -> Path:

@@ -32,11 +32,41 @@ class OutputDirError(ValueError):
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """Saves ``obj`` (tensors, numpy arrays, numbers, strings, lists, tuples, dicts) so that :func:`load` reads it
+    back with ``weights_only=True``; written to a temporary name, then renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
+    torch.save(_encode(obj), tmp)
     os.replace(tmp, path)
+
+
+_NUMPY = "__numpy__"
+
+
+def _encode(obj: Any) -> Any:
+    """numpy arrays -> ``{"__numpy__": tensor}`` and numpy scalars -> Python numbers (weights_only-safe types)."""
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return {_NUMPY: torch.from_numpy(np.ascontiguousarray(obj))}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: _encode(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_encode(v) for v in obj)
+    return obj
+
+
+def _decode(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {_NUMPY}:
+            return obj[_NUMPY].numpy()
+        return {k: _decode(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_decode(v) for v in obj)
+    return obj
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
@@ -48,7 +78,63 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> None:
 
 
 def load(path: str | os.PathLike) -> Any:
-    return torch.load(path, weights_only=False)
+    """Loads a checkpoint written by :func:`atomic_save` with ``weights_only=True``: tensors, numbers, strings,
+    lists and dicts only. A file that would run code when unpickled is refused (``UnpicklingError``)."""
+    return _decode(torch.load(path, weights_only=True))
+
+
+#: Everything a run writes into output_dir (``overwrite_output_dir`` removes these and nothing else).
+RUN_FILES = (
+    "run_config.json",
+    "statistics.pt",
+    "barycenters.pt",
+    "soft_labels.pt",
+    "events.jsonl",
+    "metrics.json",
+    "synthetic_grid.png",
+    "barycenters_pca.png",
+)
+RUN_FOLDERS = ("synthetic", "distilled")
+
+
+def remove_run_files(output_dir: Path) -> None:
+    """Deletes the files and folders a previous run wrote into ``output_dir`` (only those; see RUN_FILES)."""
+    import shutil
+
+    for name in RUN_FILES:
+        (output_dir / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        folder = output_dir / name
+        if folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder)
+    remove_stale_temporaries(output_dir)
+
+
+def remove_stale_temporaries(output_dir: Path) -> list[Path]:
+    """Deletes ``.<name>.<pid>.tmp`` files left by writes that were killed (this library's naming; a live
+    process's own temporaries are kept). Returns what was removed."""
+    removed = []
+    for folder in (output_dir, output_dir / "synthetic"):
+        if not folder.is_dir():
+            continue
+        for tmp in folder.glob(".*.tmp"):
+            parts = tmp.name.rsplit(".", 2)
+            pid = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+            if pid is None or (pid != os.getpid() and not _alive(pid)):
+                if tmp.is_file():
+                    tmp.unlink(missing_ok=True)
+                    removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def fingerprint_module(module: torch.nn.Module) -> str:

@@ -35,6 +35,8 @@ FASHION_MNIST_CLASSES = [
     "Bag",
     "Ankle boot",
 ]
+#: Bumped whenever ImageSpec.to_uint8 changes what it returns (part of the decode cache key).
+DECODE_VERSION = 2
 #: Decoded images up to this many bytes are cached in memory as one uint8 array (the fast path for small datasets).
 DECODED_CACHE_LIMIT_BYTES = 2 * 1024**3
 
@@ -80,12 +82,19 @@ def load_fashion_mnist(
     """Fashion-MNIST as a ``DatasetDict(train=60000, test=10000)`` with ``image`` (Image) and ``label`` (ClassLabel).
 
     Built from the IDX files of Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``)
-    and cached with ``save_to_disk`` under ``cache_dir`` after the first build (~10 s). Without the Debian files it
-    falls back to ``load_dataset("zalando-datasets/fashion_mnist")``.
+    and cached with ``save_to_disk`` in ``<cache_dir>/fashion_mnist-v2`` (``cache_dir`` defaults to
+    :func:`default_cache_dir`) after the first build (~10 s). The library writes only inside that subfolder and never
+    deletes anything else. Without the Debian files it falls back to ``load_dataset("zalando-datasets/fashion_mnist")``.
     """
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "fashion_mnist-v2"
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = root / "fashion_mnist-v2"
     if (cache / "dataset_dict.json").exists():
         return DatasetDict.load_from_disk(str(cache))
+    if cache.exists() and any(cache.iterdir()):
+        raise FileExistsError(
+            f"{cache} exists, is not empty and holds no saved dataset: the library will not overwrite it. Move it "
+            "away or pass another cache_dir."
+        )
     folder = Path(idx_dir) if idx_dir is not None else FASHION_MNIST_DIR
     if (folder / "train-images-idx3-ubyte.gz").exists():
         logger.info("Building Fashion-MNIST from %s (cached in %s)", folder, cache)
@@ -101,13 +110,17 @@ def load_fashion_mnist(
                 f"({FASHION_MNIST_HUB_ID}: {error.__class__.__name__}). Install Debian's package with "
                 "`apt-get install dataset-fashion-mnist` (after `apt-get update`), or pass another dataset."
             ) from error
-    tmp = cache.with_name(cache.name + ".tmp")
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".fashion_mnist-v2.{os.getpid()}.tmp"  # one name per process: parallel first runs do not collide
     dataset.save_to_disk(str(tmp))
-    if cache.exists():
+    try:
+        if cache.exists():
+            cache.rmdir()  # empty (checked above)
+        tmp.rename(cache)
+    except OSError:  # another process finished first: its copy is as good as ours
         import shutil
 
-        shutil.rmtree(cache)
-    tmp.rename(cache)
+        shutil.rmtree(tmp, ignore_errors=True)
     return DatasetDict.load_from_disk(str(cache))
 
 
@@ -211,13 +224,22 @@ def validate_dataset(
             "this dataset (see examples/train_teacher.py) or a dataset with the teacher's classes."
         )
     if isinstance(dataset, Dataset):
-        counts = np.bincount(labels_array(dataset, label_column), minlength=len(names))
+        labels = labels_array(dataset, label_column)
+        bad = np.flatnonzero((labels < 0) | (labels >= len(names)))
+        if len(bad):
+            row = int(bad[0])
+            raise DatasetValidationError(
+                f"Column {label_column!r} holds label {int(labels[row])} in row {row} ({len(bad)} row(s) in all), "
+                f"outside the ClassLabel's {len(names)} classes (0..{len(names) - 1}). Fix or filter those rows, "
+                "or cast the column to a ClassLabel with all the classes."
+            )
+        counts = np.bincount(labels, minlength=len(names))
         short = [f"{names[k]!r} ({counts[k]})" for k in range(len(names)) if counts[k] < min_per_class]
         if short:
             raise DatasetValidationError(
-                f"Class(es) {', '.join(short)} have fewer than {min_per_class} example(s) in the dataset; every class "
-                "of the ClassLabel needs examples. Filter the ClassLabel to the classes present, or lower "
-                "images_per_class when initialising from real images."
+                f"Class(es) {', '.join(short)} have fewer than {min_per_class} example(s) in the dataset, but every "
+                f"class needs at least images_per_class = {min_per_class} (one real image per barycenter point). "
+                "Lower images_per_class, or filter the ClassLabel to the classes that have enough images."
             )
         rows = range(min(check_images, len(dataset)))
         for i in rows:
@@ -290,9 +312,9 @@ def decode_all(
     dataset: Dataset, spec: ImageSpec, image_column: str, label_column: str, num_workers: int = 0, progress: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every image as one ``uint8`` tensor ``(N, C, H, W)`` and labels ``(N,)``; cached on disk by fingerprint."""
-    cache = default_cache_dir() / "decoded" / f"{dataset._fingerprint}-{spec.channels}x{spec.size[0]}x{spec.size[1]}.pt"
+    cache = default_cache_dir() / "decoded" / f"{decode_cache_key(dataset, spec, image_column, label_column)}.pt"
     if cache.exists():
-        data = torch.load(cache)
+        data = torch.load(cache, weights_only=True)
         return data["images"], data["labels"]
     images, labels = [], []
     for batch_images, batch_labels, _ in iterate_batches(
@@ -309,10 +331,21 @@ def decode_all(
         labels.append(batch_labels)
     result = torch.cat(images), torch.cat(labels)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
     torch.save({"images": result[0], "labels": result[1]}, tmp)
     tmp.replace(cache)
     return result
+
+
+def decode_cache_key(dataset: Dataset, spec: ImageSpec, image_column: str, label_column: str) -> str:
+    """What the decoded array depends on: the data (fingerprint), the columns, the size/channels and the library
+    version (whose decoding rules may change)."""
+    import hashlib
+
+    from . import __version__
+
+    parts = (DECODE_VERSION, __version__, dataset._fingerprint, image_column, label_column, spec.channels, *spec.size)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:24]
 
 
 def fits_in_memory(dataset: AnyImageDataset, spec: ImageSpec) -> bool:
@@ -351,7 +384,14 @@ def iterate_batches(
         return
     batch: list = []
     for row_id, row in enumerate(tqdm(dataset, desc=desc, disable=not progress, leave=False)):
-        batch.append((spec.to_uint8(row[image_column]), int(row[label_column]), row_id))
+        try:
+            image = spec.to_uint8(row[image_column])
+        except Exception as error:  # noqa: BLE001 - report any decoding failure with its row and class
+            raise DatasetValidationError(
+                f"The image in streamed row {row_id} (class {row.get(label_column)!r}, column {image_column!r}) "
+                f"cannot be decoded: {error}. Nothing after the statistics checkpoint of a previous run was changed."
+            ) from error
+        batch.append((image, int(row[label_column]), row_id))
         if len(batch) == batch_size:
             yield _collate(batch)
             batch = []

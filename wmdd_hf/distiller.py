@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,13 +111,18 @@ class Distiller:
         self.class_names = list(train_dataset.features[self.label_column].names)
         self.num_classes = len(self.class_names)
         self.distilled: Dataset | None = None
+        if self.args.push_to_hub:  # fail now, not after the whole distillation
+            from .hub import check_hub_token, check_repo_id
+
+            check_repo_id(self.args.hub_dataset_id)
+            check_hub_token(self.args.hub_token)
 
     # ---------------------------------------------------------------------------------------------------------------
     # Validation: everything that can be checked before expensive work
     # ---------------------------------------------------------------------------------------------------------------
     def _validate(self) -> tuple[str, str]:
         a = self.args
-        min_per_class = a.images_per_class if a.init == "real" else 1
+        min_per_class = a.images_per_class  # a barycenter point per image needs as many real images
         if a.init == "real" and not isinstance(self.train_dataset, Dataset):
             raise DatasetValidationError(
                 "init='real' needs a map-style Dataset (rows are read by index); use init='noise'."
@@ -136,13 +142,27 @@ class Distiller:
         return columns
 
     def _run_config(self) -> dict:
-        ds = self.train_dataset
         return {
             **self.args.result_arguments(),
             "teacher_fingerprint": ckpt.fingerprint_module(self.teacher),
-            "dataset_fingerprint": getattr(ds, "_fingerprint", None) or str(ds.info.dataset_name),
+            "dataset_fingerprint": dataset_fingerprint(self.train_dataset),
             "num_classes": self.num_classes,
         }
+
+    def _preflight(self) -> None:
+        """Reads every image of a map-style dataset that fits in memory before any stage starts (the decoded array is
+        cached and the statistics pass reuses it), so a corrupt image is reported with its row before any work."""
+        ds = self.train_dataset
+        if isinstance(ds, Dataset) and fits_in_memory(ds, self.teacher.spec):
+            with self.accelerator.main_process_first():
+                decode_all(
+                    ds,
+                    self.teacher.spec,
+                    self.image_column,
+                    self.label_column,
+                    self.args.num_workers,
+                    self.accelerator.is_main_process and not self.args.disable_tqdm,
+                )
 
     # ---------------------------------------------------------------------------------------------------------------
     # Logging and callbacks
@@ -368,15 +388,19 @@ class Distiller:
         acc, a = self.accelerator, self.args
         config = self._run_config()
         resuming = ckpt.check_run_config(self.output_dir, config, a.overwrite_output_dir)
+        if resuming and config["dataset_fingerprint"] is None:
+            raise ckpt.OutputDirError(
+                f"{self.output_dir} holds a run on a streaming dataset, and a stream has no fingerprint that changes "
+                "with its data: resuming could mix statistics of another stream. Use overwrite_output_dir=True or a "
+                "new output_dir."
+            )
+        self._preflight()
         acc.wait_for_everyone()
         if acc.is_main_process:
             if not resuming and self.output_dir.exists() and a.overwrite_output_dir:
-                import shutil
-
-                for name in ("statistics.pt", "barycenters.pt", "soft_labels.pt", "events.jsonl", "run_config.json"):
-                    (self.output_dir / name).unlink(missing_ok=True)
-                for name in ("synthetic", "distilled"):
-                    shutil.rmtree(self.output_dir / name, ignore_errors=True)
+                ckpt.remove_run_files(self.output_dir)
+            if self.output_dir.exists():
+                ckpt.remove_stale_temporaries(self.output_dir)
             self.output_dir.mkdir(parents=True, exist_ok=True)
             ckpt.atomic_write_text(json.dumps(config, indent=2), self.output_dir / "run_config.json")
         acc.wait_for_everyone()
@@ -527,14 +551,19 @@ class Distiller:
         """Copies the distilled set (Hub layout) to ``path``; ``datasets.load_dataset(path)`` reads it back."""
         import shutil
 
+        from .hub import check_replaceable
+
         source = self.output_dir / "distilled"
         if not source.exists():
             raise RuntimeError("Nothing distilled yet: call distill() first.")
         path = Path(path)
         if path.resolve() != source.resolve():
+            check_replaceable(path, protected=(self.output_dir,))
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            shutil.copytree(source, tmp)
             if path.exists():
                 shutil.rmtree(path)
-            shutil.copytree(source, path)
+            os.replace(tmp, path)
         return path
 
     def push_to_hub(
@@ -592,6 +621,12 @@ class Distiller:
             evaluation_markdown=table
             + f"\n\nStudents tested on the real evaluation split; protocol: `{json.dumps(p)}`.",
         )
+
+
+def dataset_fingerprint(dataset) -> str | None:
+    """What identifies the data of a run: the Arrow fingerprint of a map-style dataset. A stream has none (its
+    name does not change when its files do): None, and such runs are not resumed."""
+    return getattr(dataset, "_fingerprint", None) if isinstance(dataset, Dataset) else None
 
 
 def nearest_real_rows(stats: ClassStatistics, bary: dict, k: int, m: int) -> list[int]:

@@ -37,6 +37,10 @@ class HubError(ValueError):
     """A push cannot start (bad repo id, no token); nothing was uploaded."""
 
 
+class HubNetworkError(HubError, ConnectionError):
+    """The Hub could not be reached (a network failure, not a token problem); nothing was uploaded."""
+
+
 def _template_text() -> str:
     try:
         return resources.files("wmdd_hf.model_cards").joinpath(CARD_TEMPLATE).read_text()
@@ -120,7 +124,8 @@ def save_distilled(
 ) -> Path:
     """Writes the distilled set in Hub layout (see the module docstring) and returns the folder."""
     folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".tmp")
+    check_replaceable(folder)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     metadata = dict(metadata)
@@ -140,6 +145,29 @@ def save_distilled(
     return folder
 
 
+def is_distilled_folder(folder: str | os.PathLike) -> bool:
+    """True when ``folder`` was written by :func:`save_distilled` (it holds ``wmdd_hf.json``)."""
+    return (Path(folder) / "wmdd_hf.json").is_file()
+
+
+def check_replaceable(folder: Path, protected: tuple[Path, ...] = ()) -> None:
+    """Raises unless ``folder`` is absent, empty, or a distilled folder this library wrote, and is not one of
+    ``protected`` (nor a parent of one): the library never deletes what it did not make."""
+    resolved = folder.resolve()
+    for p in protected:
+        p = p.resolve()
+        if resolved == p or resolved in p.parents:
+            raise FileExistsError(
+                f"Refusing to write a distilled set over {folder}: it is (or contains) the run folder {p}. "
+                "Choose another path."
+            )
+    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not is_distilled_folder(folder))):
+        raise FileExistsError(
+            f"Refusing to replace {folder}: it exists and is not a distilled set written by wmdd_hf (no wmdd_hf.json). "
+            "Choose a new or empty folder; nothing was deleted."
+        )
+
+
 def update_distilled_metadata(folder: str | os.PathLike, **updates) -> dict:
     """Merges ``updates`` into a distilled folder's ``wmdd_hf.json`` and re-renders its README card from it
     (the card keeps its ``configs``: they come from the same metadata)."""
@@ -152,12 +180,46 @@ def update_distilled_metadata(folder: str | os.PathLike, **updates) -> dict:
 
 
 def check_repo_id(repo_id: str | None) -> str:
+    """``repo_id`` if it is a valid ``user/name`` dataset id (the one rule used everywhere), else :class:`HubError`."""
     if not repo_id or not _REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id:
         raise HubError(
             f"{repo_id!r} is not a valid Hub dataset id: use 'user/name' (letters, digits, '-', '_', '.'; set "
             "hub_dataset_id)."
         )
     return repo_id
+
+
+def check_hub_token(token: str | None = None) -> str:
+    """Asks the Hub who ``token`` (or the logged-in token) belongs to; returns the user name.
+
+    Raises :class:`HubError` when there is no valid token and :class:`HubNetworkError` when the Hub cannot be reached:
+    the two are told apart, so a user offline is not told to log in again.
+    """
+    import httpx
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+    no_token = (
+        "No valid Hub token: log in with `hf auth login`, set HF_TOKEN, or pass hub_token= / token=. "
+        "Nothing was uploaded."
+    )
+    try:
+        return str(HfApi(token=token).whoami().get("name", ""))
+    except LocalTokenNotFoundError as error:
+        raise HubError(no_token) from error
+    except HfHubHTTPError as error:
+        status = getattr(error.response, "status_code", None)
+        if status in (401, 403):
+            raise HubError(no_token) from error
+        raise HubNetworkError(
+            f"The Hub at {constants.ENDPOINT} answered HTTP {status} to the token check; try again later. "
+            "Nothing was uploaded."
+        ) from error
+    except (httpx.TransportError, OSError) as error:
+        raise HubNetworkError(
+            f"Could not reach the Hub at {constants.ENDPOINT} ({type(error).__name__}: {error}): a network failure, "
+            "not a token problem. Check the connection (or HF_ENDPOINT) and try again. Nothing was uploaded."
+        ) from error
 
 
 def push_distilled(
@@ -172,22 +234,13 @@ def push_distilled(
     The repo id and the token are checked before anything is created or uploaded. Returns the commit URL.
     """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     check_repo_id(repo_id)
     folder = Path(folder)
     if not (folder / "README.md").exists():
         raise HubError(f"{folder} is not a distilled folder (no README.md): run distill() or save_distilled() first.")
+    check_hub_token(token)
     api = HfApi(token=token)
-    try:
-        api.whoami()
-    except Exception as error:  # noqa: BLE001 - any failure here means we cannot authenticate
-        if isinstance(error, HfHubHTTPError) and getattr(error.response, "status_code", None) not in (401, 403):
-            raise
-        raise HubError(
-            "No valid Hub token: log in with `hf auth login`, set HF_TOKEN, or pass hub_token= / token=. "
-            "Nothing was uploaded."
-        ) from error
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     info = api.upload_folder(
         repo_id=repo_id,

@@ -37,8 +37,9 @@ class NonFiniteLossError(FloatingPointError):
     def __init__(self, iteration: int, classes: list[int]):
         self.iteration, self.classes = iteration, classes
         super().__init__(
-            f"The synthesis loss is not finite at iteration {iteration} (classes {classes}). Lower learning_rate or "
-            "bn_weight; finished classes are saved in output_dir and a rerun resumes from them."
+            f"The synthesis loss is not finite at iteration {iteration} (classes {classes}). Rerun with a lower "
+            "--learning_rate (or --bn_weight) and --overwrite_output_dir True, or into a new --output_dir: a resume "
+            "refuses changed arguments, because the finished batches were made with the old ones."
         )
 
 

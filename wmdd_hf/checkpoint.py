@@ -111,8 +111,8 @@ def remove_run_files(output_dir: Path) -> None:
 
 
 def remove_stale_temporaries(output_dir: Path) -> list[Path]:
-    """Deletes ``.<name>.<pid>.tmp`` files left by writes that were killed (this library's naming; a live
-    process's own temporaries are kept). Returns what was removed."""
+    """Deletes ``.<name>.<pid>.tmp`` files and folders left by writes that were killed (this library's naming, in
+    output_dir and output_dir/synthetic only; a live process's own temporaries are kept). Returns what was removed."""
     removed = []
     for folder in (output_dir, output_dir / "synthetic"):
         if not folder.is_dir():
@@ -121,9 +121,13 @@ def remove_stale_temporaries(output_dir: Path) -> list[Path]:
             parts = tmp.name.rsplit(".", 2)
             pid = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
             if pid is None or (pid != os.getpid() and not _alive(pid)):
-                if tmp.is_file():
+                if tmp.is_dir() and not tmp.is_symlink():  # a half-written distilled folder
+                    import shutil
+
+                    shutil.rmtree(tmp)
+                else:
                     tmp.unlink(missing_ok=True)
-                    removed.append(tmp)
+                removed.append(tmp)
     return removed
 
 

@@ -2,7 +2,7 @@
 PYTHON ?= python3
 TEACHER := checkpoints/fashion-mnist-convnet64
 
-.PHONY: install data demo test test-slow lint format benchmark
+.PHONY: install data demo test lint format benchmark
 
 install:
 	$(PYTHON) -m pip install -q -e '.[dev]'
@@ -31,9 +31,6 @@ format:
 test: install data lint
 	$(PYTHON) -m pytest -q --durations=10
 
-test-slow: install data
-	$(PYTHON) -m pytest -q -m slow --durations=10
-
 benchmark: install data
 	$(PYTHON) benchmarks/speed.py
-	$(PYTHON) benchmarks/quality.py
+	OMP_NUM_THREADS=1 bash benchmarks/run_quality.sh

@@ -8,6 +8,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# Every cache the tests touch lives in one session folder, never in the home directory (set before any library
+# reads its environment at import time). The folder is removed when the session ends.
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="wmdd_hf-tests-"))
+atexit.register(shutil.rmtree, SESSION_DIR, ignore_errors=True)
+os.environ["HF_HOME"] = str(SESSION_DIR / "hf_home")
+os.environ["HF_DATASETS_CACHE"] = str(SESSION_DIR / "hf_datasets")
+os.environ["HF_HUB_CACHE"] = str(SESSION_DIR / "hf_hub")
+os.environ["WMDD_HF_CACHE"] = str(SESSION_DIR / "wmdd_hf")
+os.environ["MPLCONFIGDIR"] = str(SESSION_DIR / "matplotlib")
+
 # The Hub double must be in place before huggingface_hub / datasets read HF_ENDPOINT at import time.
 from hub_double import HubDouble  # noqa: E402
 

@@ -129,3 +129,29 @@ def test_iterate_map_style_and_streaming_give_the_same_batches():
         assert torch.equal(a, b) and torch.equal(la, lb) and torch.equal(ra, rb)
     images, labels = decode_all(ds, spec, "picture", "target", progress=False)
     assert images.shape == (7, 3, 6, 6) and labels.tolist() == [0, 0, 0, 1, 1, 1, 1]
+
+
+def test_fashion_mnist_never_touches_a_foreign_folder(tmp_path):
+    root = tmp_path / "mine"
+    (root / "fashion_mnist-v2").mkdir(parents=True)
+    (root / "fashion_mnist-v2" / "thesis.tex").write_text("precious")
+    with pytest.raises(FileExistsError, match="will not overwrite it"):
+        load_fashion_mnist(cache_dir=root)
+    assert (root / "fashion_mnist-v2" / "thesis.tex").read_text() == "precious"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("keep")
+    data = load_fashion_mnist(cache_dir=other)  # builds inside its own subfolder
+    assert len(data["test"]) == 10000 and (other / "keep.txt").read_text() == "keep"
+    assert sorted(p.name for p in other.iterdir()) == ["fashion_mnist-v2", "keep.txt"]
+
+
+def test_decode_cache_key_follows_data_columns_and_size():
+    from wmdd_hf.data import ImageSpec, decode_cache_key
+
+    ds = _toy()
+    base = decode_cache_key(ds, ImageSpec(1, (28, 28)), "picture", "target")
+    assert base == decode_cache_key(ds, ImageSpec(1, (28, 28)), "picture", "target")
+    assert base != decode_cache_key(ds, ImageSpec(3, (28, 28)), "picture", "target")
+    assert base != decode_cache_key(ds, ImageSpec(1, (32, 32)), "picture", "target")
+    assert base != decode_cache_key(ds.select([0, 1]), ImageSpec(1, (28, 28)), "picture", "target")

@@ -9,7 +9,6 @@ from transformers import TrainerCallback
 from wmdd_hf import DistillationArguments, Distiller
 from wmdd_hf.checkpoint import OutputDirError, read_events
 from wmdd_hf.data import DatasetValidationError
-from wmdd_hf.distiller import nearest_real_rows
 
 
 class Recorder(TrainerCallback):
@@ -101,21 +100,6 @@ def test_rerun_resumes_and_different_arguments_are_refused(tmp_path, tiny_teache
     assert json.loads((tmp_path / "run" / "run_config.json").read_text())["bn_weight"] == 0.5
 
 
-def test_init_from_real_images(tmp_path, tiny_teacher, small_train):
-    d = Distiller(
-        tiny_teacher, _args(tmp_path, iterations=1, init="real", soft_label_epochs=0, learning_rate=1e-6), small_train
-    )
-    d.distill()
-    # with a negligible step the images are (up to PNG rounding) real training images of the right class
-    stats = d._statistics()
-    bary = d._barycenters(stats)
-    rows = [r for k in range(10) for r in nearest_real_rows(stats, bary, k, 2)]
-    real = torch.stack([torch.from_numpy(np.asarray(small_train[r]["image"])) for r in rows])
-    ours = torch.stack([torch.from_numpy(np.asarray(im)) for im in d.distilled["image"]])
-    assert (real.int() - ours.int()).abs().max() <= 1
-    assert [small_train[r]["label"] for r in rows] == d.distilled["label"]
-
-
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
@@ -186,3 +170,47 @@ def test_streaming_dataset_is_distilled_without_random_access(tmp_path, tiny_tea
     assert stats.counts.tolist() == np.bincount(subset["label"], minlength=10).astype(float).tolist()
     with pytest.raises(DatasetValidationError, match="init='real' needs a map-style Dataset"):
         Distiller(tiny_teacher, _args(tmp_path / "x", init="real"), stream)
+
+
+def test_save_distilled_never_deletes_what_the_library_did_not_write(tmp_path, tiny_teacher, small_train):
+    d = Distiller(tiny_teacher, _args(tmp_path, iterations=2, soft_label_epochs=0, save_plots=False), small_train)
+    d.distill()
+    run = tmp_path / "run"
+    before = sorted(p.name for p in run.iterdir())
+    for target in (run, tmp_path):  # the run folder itself, and a parent of it
+        with pytest.raises(FileExistsError):
+            d.save_distilled(target)
+    assert sorted(p.name for p in run.iterdir()) == before and (run / "statistics.pt").exists()
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "cat.jpg").write_bytes(b"meow")
+    with pytest.raises(FileExistsError, match="not a distilled set written by wmdd_hf"):
+        d.save_distilled(foreign)
+    assert (foreign / "cat.jpg").read_bytes() == b"meow"
+    copy = d.save_distilled(tmp_path / "copy")
+    assert len(load_dataset(str(copy), split="train")) == 20
+    d.save_distilled(tmp_path / "copy")  # replacing its own earlier copy is fine
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_init_from_real_images_picks_the_nearest_real_image_of_each_point(tmp_path, tiny_teacher, small_train):
+    """Checked against the statistics and barycenters directly: for every point, the image it starts from is the
+    real image of its class (not taken by an earlier point) whose teacher feature is nearest to it."""
+    d = Distiller(
+        tiny_teacher, _args(tmp_path, iterations=1, init="real", soft_label_epochs=0, learning_rate=1e-6), small_train
+    )
+    d.distill()
+    stats, bary = d._statistics(), d._barycenters(d._statistics())
+    ours = np.stack([np.asarray(im, dtype=np.int64) for im in d.distilled["image"]])
+    for k in range(10):
+        feats = stats.features[k].double().numpy()
+        rows = np.asarray(stats.rows[k])
+        taken = []
+        for j, point in enumerate(np.asarray(bary[k]["positions"], dtype=np.float64)):
+            dist = ((feats - point) ** 2).sum(1)
+            dist[taken] = np.inf
+            best = int(dist.argmin())
+            taken.append(best)
+            real = np.asarray(small_train[int(rows[best])]["image"], dtype=np.int64)
+            assert np.abs(real - ours[2 * k + j]).max() <= 1, (k, j)
+            assert small_train[int(rows[best])]["label"] == d.distilled["label"][2 * k + j] == k

@@ -118,6 +118,8 @@ def test_bad_repo_id_and_missing_token_fail_before_any_upload(hub, distilled_run
         distilled_run.push_to_hub("no-slash-here")
     with pytest.raises(HubError, match="No valid Hub token"):
         push_distilled(distilled_run.output_dir / "distilled", "tester/other", token="hf_wrong")
+    with pytest.raises(HubError, match="No valid Hub token"):  # no token at all
+        push_distilled(distilled_run.output_dir / "distilled", "tester/other", token=None)
     assert hub.repos == {}
     assert not [r for r in hub.requests if "preupload" in r[1] and "tester/other" in r[1]]
 

@@ -70,10 +70,25 @@ def test_losses_decrease_and_pixels_stay_valid(feature_loss, bn_loss):
     assert history[-1]["loss"] < history[0]["loss"]
     if bn_loss != "none":
         assert history[-1]["bn_loss"] < history[0]["bn_loss"]
-    else:
-        assert history[0]["bn_loss"] == 0
+    else:  # no statistic term: the loss is the feature term alone
+        assert all(r["loss"] == pytest.approx(r["feature_loss"], rel=1e-6) for r in history)
     assert all(torch.equal(a, b) for a, b in zip(params_before, teacher.parameters()))
     assert not teacher.training
+
+
+def test_lambda_zero_removes_the_statistics_term_and_lambda_one_does_not():
+    teacher, labels, points, weights, norms = _setup()
+    targets = NormTargets.from_moments(norms, "per_class")
+    init = torch.rand(len(labels), 1, 28, 28)
+
+    def run(bn_loss, bn_weight):
+        config = SynthesisConfig(iterations=10, learning_rate=0.05, bn_weight=bn_weight, bn_loss=bn_loss, log_every=9)
+        t = targets if bn_loss != "none" else None
+        return synthesize_batch(teacher, init, labels, points, weights, t, config, torch.Generator().manual_seed(0))[0]
+
+    without = run("none", 0.0)
+    torch.testing.assert_close(run("per_class", 0.0), without, atol=1e-6, rtol=0)
+    assert (run("per_class", 1.0) - without).abs().max() > 1e-3
 
 
 def test_same_generator_same_images():

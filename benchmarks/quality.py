@@ -328,6 +328,7 @@ def main() -> None:
                     steps=steps_table[ipc],
                     augment=not args.no_augment,
                     weighted_kd=not args.unweighted,
+                    eval_every=max(1, steps_table[ipc] // 4),  # the validation curve of a table row: 4 points
                     progress=False,
                 )
                 tag = (

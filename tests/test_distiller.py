@@ -57,6 +57,14 @@ def test_end_to_end_on_fashion_mnist(tmp_path, tiny_teacher, small_train, small_
     m = distiller.metrics
     assert m["feature_loss_end"] <= 0.5 * m["feature_loss_start"], m
     assert m["teacher_agreement"] > 0.3  # chance is 0.1
+    # distances to the barycenter points, the real side recomputed here with numpy for one class
+    assert len(m["point_distances"]) == 10 and 0 <= m["classes_closer_than_median_real"] <= 10
+    stats = distiller._statistics()
+    points = np.asarray(distiller._barycenters(stats)[3]["positions"], dtype=np.float64)
+    real = stats.features[3].double().numpy()
+    nearest = np.sqrt(((real[:, None, :] - points[None]) ** 2).sum(-1)).min(1)
+    assert m["point_distances"]["3"]["real_median_to_nearest_point"] == pytest.approx(np.median(nearest), rel=1e-4)
+    assert m["point_distances"]["3"]["synthetic_to_own_point"] > 0
     for name in ("synthetic_grid.png", "barycenters_pca.png", "metrics.json"):
         assert (tmp_path / "run" / name).stat().st_size > 0
     kinds = [e[0] for e in recorder.events]

@@ -434,6 +434,12 @@ class Distiller:
             start = time.time()
             dataset = self._build_dataset(images_uint8, labels, soft, bary)
             self.metrics = self._final_metrics(images_uint8, labels, soft, bary, histories)
+            self.metrics["point_distances"] = point_distances(self.teacher, images_uint8, labels, stats, bary)
+            reached = [
+                d["synthetic_to_own_point"] < d["real_median_to_nearest_point"]
+                for d in self.metrics["point_distances"].values()
+            ]
+            self.metrics["classes_closer_than_median_real"] = int(sum(reached))
             self._save(dataset, soft, images_uint8, labels, stats, bary)
             timings["save_s"] = round(time.time() - start, 2)
         self.state.stage_seconds = timings
@@ -621,6 +627,34 @@ class Distiller:
             evaluation_markdown=table
             + f"\n\nStudents tested on the real evaluation split; protocol: `{json.dumps(p)}`.",
         )
+
+
+@torch.no_grad()
+def point_distances(teacher: Backbone, images_uint8: torch.Tensor, labels: torch.Tensor, stats, bary: dict) -> dict:
+    """Per class: how close the synthetic images got to their barycenter points, against how close real images are.
+
+    ``synthetic_to_own_point``: mean Euclidean distance between the teacher feature of each synthetic image
+    (un-augmented, as stored: uint8 pixels) and its own point. ``real_median_to_nearest_point``: median over the
+    class's kept real features of the distance to the nearest point. Feature units (the teacher's penultimate layer).
+    """
+    device = next(teacher.parameters()).device
+    teacher.eval()
+    feats = torch.cat(
+        [
+            teacher(images_uint8[s : s + 500].to(device).float() / 255)[1].float().cpu()
+            for s in range(0, len(labels), 500)
+        ]
+    )
+    out = {}
+    for k in sorted(bary):
+        points = torch.as_tensor(np.asarray(bary[k]["positions"]), dtype=torch.float32)
+        own = feats[labels == k][: len(points)]
+        real = stats.features[k].float()
+        out[str(k)] = {
+            "synthetic_to_own_point": float((own - points[: len(own)]).norm(dim=1).mean()),
+            "real_median_to_nearest_point": float(np.median(torch.cdist(real, points).min(dim=1).values.numpy())),
+        }
+    return out
 
 
 def dataset_fingerprint(dataset) -> str | None:

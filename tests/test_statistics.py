@@ -92,3 +92,28 @@ def test_layernorm_statistics_use_the_last_dimension():
     torch.testing.assert_close(m.mean[0], x[:3].reshape(-1, 4).mean(0).double(), rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(m.var[1], x[3:].reshape(-1, 4).var(0, unbiased=False).double(), rtol=1e-6, atol=1e-7)
     assert isinstance(m, NormMoments)
+
+
+def test_feature_cap_keeps_the_same_rows_whatever_the_batching_and_the_process_count():
+    torch.manual_seed(0)
+    b = load_backbone("wmdd_convnet", num_classes=3, in_chans=1, width=8, pretrained=False).eval()
+    images, labels = _data(n=300)
+    full = collect_class_statistics(b, _batches(images, labels, 50), num_classes=3)
+    one = collect_class_statistics(b, _batches(images, labels, 50), 3, max_features_per_class=20, seed=5)
+    shuffled = list(reversed(_batches(images, labels, 7)))
+    other = collect_class_statistics(b, shuffled, 3, max_features_per_class=20, seed=5)
+    halves = [
+        collect_class_statistics(b, _batches(images, labels, 50)[i::2], 3, max_features_per_class=20, seed=5)
+        for i in (0, 1)
+    ]  # two "processes", each with its own share of the batches
+    merged = halves[0].merge(halves[1]).capped(20, seed=5)
+    another_seed = collect_class_statistics(b, _batches(images, labels, 50), 3, max_features_per_class=20, seed=6)
+    for k in range(3):
+        rows = one.rows[k]
+        assert len(rows) == 20 and len(set(rows.tolist())) == 20
+        assert torch.equal(other.rows[k], rows) and torch.equal(merged.rows[k], rows)
+        assert not torch.equal(another_seed.rows[k], rows)
+        # every kept feature is that row's feature, and owns its memory (no view of a whole batch)
+        position = {int(r): i for i, r in enumerate(full.rows[k])}
+        torch.testing.assert_close(one.features[k], full.features[k][[position[int(r)] for r in rows]])
+        assert one.features[k].untyped_storage().nbytes() == one.features[k].numel() * 4

@@ -233,7 +233,7 @@ class Distiller:
                 batches,
                 self.num_classes,
                 max_features_per_class=a.max_features_per_class,
-                seed=a.seed + acc.process_index,
+                seed=a.seed,
                 progress=progress,
             )
         if acc.num_processes > 1:
@@ -243,6 +243,7 @@ class Distiller:
             stats = ClassStatistics.from_state(parts[0])
             for part in parts[1:]:
                 stats = stats.merge(ClassStatistics.from_state(part))
+            stats = stats.capped(a.max_features_per_class, a.seed)
         empty = [self.class_names[k] for k in range(self.num_classes) if stats.counts[k] == 0]
         if empty:
             raise DatasetValidationError(f"Class(es) {empty} had no examples in the statistics pass.")

@@ -109,6 +109,21 @@ class ClassStatistics:
     counts: torch.Tensor
     layer_kinds: dict[str, str] = field(default_factory=dict)
 
+    def capped(self, cap: int | None, seed: int) -> ClassStatistics:
+        """At most ``cap`` features per class: the rows with the smallest :func:`row_keys` (what one pass with the
+        same cap keeps), in row order. Used after merging the passes of several processes."""
+        if cap is None:
+            return self
+        features, rows = {}, {}
+        for k, f in self.features.items():
+            r = self.rows[k]
+            if len(r) > cap:
+                keep = torch.topk(row_keys(seed, k, r), cap, largest=False).indices
+                keep = keep[torch.argsort(r[keep])]
+                f, r = f[keep].clone(), r[keep]
+            features[k], rows[k] = f, r
+        return ClassStatistics(features, rows, self.norms, self.counts, self.layer_kinds)
+
     def merge(self, other: ClassStatistics) -> ClassStatistics:
         """Union of two partial passes (e.g. two processes): features concatenated, moments merged exactly."""
         features, rows = dict(self.features), dict(self.rows)
@@ -134,37 +149,63 @@ class ClassStatistics:
         return cls(state["features"], state["rows"], norms, state["counts"], state.get("layer_kinds", {}))
 
 
+def row_keys(seed: int, class_id: int, rows: torch.Tensor) -> torch.Tensor:
+    """A pseudo-random key in [0, 2^63) for every dataset row, from (seed, class, row) alone (splitmix64).
+
+    Keeping the rows with the smallest keys gives a uniform random subset that does not depend on the order of the
+    rows, on the batch size or on how rows are split between processes."""
+    mask = (1 << 64) - 1
+    base = (seed * 0x9E3779B97F4A7C15 + class_id * 0xBF58476D1CE4E5B9) & mask
+    z = (rows.to(torch.int64).numpy().astype(np.uint64) + np.uint64(base)) & np.uint64(mask)
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return torch.from_numpy((z >> np.uint64(1)).astype(np.int64))
+
+
 class _Reservoir:
-    """Seeded uniform subset of at most ``cap`` rows per class (Algorithm R), for classes too large to keep."""
+    """At most ``cap`` rows per class: those with the smallest :func:`row_keys` (bottom-k sampling).
+
+    The kept set is a uniform random subset seeded by (seed, class), identical whatever the number of processes or the
+    batch order (a union of per-process bottom-k sets holds the global bottom-k). Kept rows are copies: no view pins
+    the batch it came from. Memory per process: ``cap x D`` floats per class at most (plus one batch).
+    """
 
     def __init__(self, num_classes: int, cap: int | None, seed: int):
-        self.cap, self.rng = cap, np.random.default_rng(seed)
+        self.cap, self.seed = cap, seed
+        self.keys: dict[int, list[torch.Tensor]] = {k: [] for k in range(num_classes)}
         self.kept: dict[int, list[torch.Tensor]] = {k: [] for k in range(num_classes)}
         self.rows: dict[int, list[torch.Tensor]] = {k: [] for k in range(num_classes)}
-        self.seen = np.zeros(num_classes, dtype=np.int64)
+        self.size = dict.fromkeys(range(num_classes), 0)
 
     def add(self, features: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor) -> None:
         for k in labels.unique().tolist():
             mask = labels == k
-            feats, ids = features[mask], rows[mask]
-            if self.cap is None:
-                self.kept[k].append(feats)
-                self.rows[k].append(ids)
-                self.seen[k] += len(feats)
-                continue
-            for feat, row in zip(feats, ids):
-                self.seen[k] += 1
-                if len(self.kept[k]) < self.cap:
-                    self.kept[k].append(feat[None])
-                    self.rows[k].append(row[None])
-                else:
-                    j = self.rng.integers(self.seen[k])
-                    if j < self.cap:
-                        self.kept[k][j], self.rows[k][j] = feat[None], row[None]
+            self.kept[k].append(features[mask].clone())
+            self.rows[k].append(rows[mask].clone())
+            self.keys[k].append(row_keys(self.seed, k, rows[mask]))
+            self.size[k] += int(mask.sum())
+            if self.cap is not None and self.size[k] > 2 * self.cap:  # amortised: shrink when twice the cap
+                self._shrink(k)
+
+    def _shrink(self, k: int) -> None:
+        keys, feats, rows = torch.cat(self.keys[k]), torch.cat(self.kept[k]), torch.cat(self.rows[k])
+        if self.cap is not None and len(keys) > self.cap:
+            keep = torch.topk(keys, self.cap, largest=False).indices
+            keep = keep[torch.argsort(rows[keep])]  # row order: deterministic, process-count independent
+            keys, feats, rows = keys[keep], feats[keep].clone(), rows[keep]
+        self.keys[k], self.kept[k], self.rows[k], self.size[k] = [keys], [feats], [rows], len(keys)
 
     def result(self, feature_dim: int) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
-        features = {k: torch.cat(v) if v else torch.zeros(0, feature_dim) for k, v in self.kept.items()}
-        rows = {k: torch.cat(v) if v else torch.zeros(0, dtype=torch.long) for k, v in self.rows.items()}
+        features, rows = {}, {}
+        for k in self.kept:
+            if self.kept[k]:
+                self._shrink(k)
+                features[k], rows[k] = self.kept[k][0], self.rows[k][0]
+            else:
+                features[k], rows[k] = torch.zeros(0, feature_dim), torch.zeros(0, dtype=torch.long)
         return features, rows
 
 
@@ -181,8 +222,9 @@ def collect_class_statistics(
 ) -> ClassStatistics:
     """Runs the frozen ``backbone`` once over ``batches`` of ``(uint8 images (B, C, H, W), labels (B,), rows (B,))``.
 
-    Returns per-class features (float32, CPU; a seeded random subset of ``max_features_per_class`` when set) and
-    per-class moments of the inputs of the norm layers of ``norm_kinds``.
+    Returns per-class features (float32, CPU; with ``max_features_per_class``, the seeded bottom-k subset of
+    :class:`_Reservoir`: the same rows whatever the batching or the number of processes) and per-class moments of the
+    inputs of the norm layers of ``norm_kinds``.
     """
     backbone.eval()
     device = next(backbone.parameters()).device

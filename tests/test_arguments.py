@@ -23,3 +23,25 @@ def test_one_rule_for_repo_ids():
             DistillationArguments(hub_dataset_id=bad)
     assert check_repo_id("user/fashion-mnist.wmdd_10") == "user/fashion-mnist.wmdd_10"
     DistillationArguments(hub_dataset_id="user/fashion-mnist.wmdd_10")
+
+
+def test_official_recipe_sets_the_official_loss_and_schedule():
+    args = DistillationArguments(recipe="official", bn_weight=7.0, iterations=5)
+    c = args.synthesis_config()
+    assert (c.loss_scale, c.ce_weight, c.bn_weight, c.iterations, c.learning_rate) == ("official", 1.0, 0.05, 1000, 0.1)
+    assert c.augment.scale == (0.08, 1.0) and abs(c.roll - 32 / 224) < 1e-12
+    assert args.result_arguments()["recipe"] == "official"
+
+
+def test_synthesis_options_are_checked_at_construction():
+    import pytest
+
+    for kwargs, match in (
+        ({"loss_scale": "avg"}, "loss_scale='avg'"),
+        ({"feature_norm": "norm"}, "needs loss_scale='mean'"),
+        ({"crop_milestone": 2.0}, "crop_milestone"),
+        ({"recipe": "paper"}, "recipe='paper'"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            DistillationArguments(**kwargs)
+    DistillationArguments(loss_scale="mean", feature_norm="norm", first_bn_multiplier=10.0, ce_weight=0.5)

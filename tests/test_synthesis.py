@@ -1,3 +1,6 @@
+import dataclasses
+import math
+
 import pytest
 import torch
 
@@ -122,3 +125,83 @@ def test_unknown_switches():
         SynthesisConfig(feature_loss="mmd")
     with pytest.raises(ValueError, match="bn_loss"):
         SynthesisConfig(bn_loss="per_batch")
+
+
+def test_mean_scale_terms_by_hand():
+    """loss_scale='mean': the feature term is the mean of per-image squared distances (or of distances), the
+    statistic term the mean over layers of per-class norms; checked against a direct computation."""
+    from wmdd_hf.synthesis import _feature_term
+
+    feats = torch.tensor([[3.0, 4.0], [0.0, 1.0]])
+    points = torch.zeros(2, 2)
+    logits, labels = torch.zeros(2, 3), torch.tensor([0, 1])
+    mean_sq = SynthesisConfig(loss_scale="mean", feature_norm="squared")
+    assert float(_feature_term(mean_sq, logits, feats, labels, points)) == pytest.approx((25 + 1) / 2)
+    mean_norm = SynthesisConfig(loss_scale="mean", feature_norm="norm")
+    assert float(_feature_term(mean_norm, logits, feats, labels, points)) == pytest.approx((5 + 1) / 2)
+    frob = SynthesisConfig(loss_scale="mean", feature_norm="frobenius")
+    assert float(_feature_term(frob, logits, feats, labels, points)) == pytest.approx(26**0.5)
+    summed = SynthesisConfig()
+    assert float(_feature_term(summed, logits, feats, labels, points)) == pytest.approx(26)
+    official = SynthesisConfig(loss_scale="official", ce_weight=1.0)
+    assert float(_feature_term(official, logits, feats, labels, points)) == pytest.approx(26**0.5 + math.log(3))
+    with_ce = SynthesisConfig(loss_scale="mean", ce_weight=2.0)
+    assert float(_feature_term(with_ce, logits, feats, labels, points)) == pytest.approx(13 + 2 * math.log(3))
+
+
+def test_bad_scale_combinations_are_refused():
+    with pytest.raises(ValueError, match="needs loss_scale='mean'"):
+        SynthesisConfig(feature_norm="norm")
+    with pytest.raises(ValueError, match="first_bn_multiplier needs"):
+        SynthesisConfig(first_bn_multiplier=10.0)
+    with pytest.raises(ValueError, match="loss_scale='avg'"):
+        SynthesisConfig(loss_scale="avg")
+    with pytest.raises(ValueError, match="crop_milestone"):
+        SynthesisConfig(crop_milestone=1.5)
+
+
+def test_crop_curriculum_goes_from_whole_images_to_small_crops():
+    from wmdd_hf.augment import AugmentConfig
+
+    c = SynthesisConfig(iterations=100, crop_milestone=0.5, augment=AugmentConfig(scale=(0.08, 1.0)))
+    lows = [c.augment_at(it).scale[0] for it in (0, 25, 49, 50, 99)]
+    assert lows[0] == pytest.approx(1.0) and lows[1] == pytest.approx(0.08 + 0.92 * 0.5)
+    assert lows[0] > lows[1] > lows[2] > lows[3] == lows[4] == pytest.approx(0.08)
+    assert SynthesisConfig().augment_at(10) == SynthesisConfig().augment
+
+
+def test_mean_scale_runs_logs_the_ratio_and_keep_best_returns_the_best_iterate():
+    teacher, labels, points, weights, norms = _setup()
+    targets = NormTargets.from_moments(norms, "per_class")
+    init = torch.rand(len(labels), 1, 28, 28)
+    config = SynthesisConfig(
+        iterations=12,
+        learning_rate=0.05,
+        bn_weight=1.0,
+        loss_scale="mean",
+        first_bn_multiplier=10.0,
+        roll=2,
+        log_every=1,
+        keep_best=True,
+    )
+    images, history = synthesize_batch(
+        teacher, init, labels, points, weights, targets, config, torch.Generator().manual_seed(0)
+    )
+    assert all(r["bn_to_feature"] == pytest.approx(r["bn_loss"] / r["feature_loss"], rel=1e-5) for r in history)
+    assert history[-1]["loss"] < history[0]["loss"]
+    # keep_best: the returned pixels are not the last iterate when an earlier one had a lower loss
+    losses = [r["loss"] for r in history]
+    last, _ = synthesize_batch(
+        teacher,
+        init,
+        labels,
+        points,
+        weights,
+        targets,
+        dataclasses.replace(config, keep_best=False),
+        torch.Generator().manual_seed(0),
+    )
+    if min(losses) < losses[-1]:
+        assert not torch.equal(images, last)
+    else:
+        assert torch.equal(images, last)

@@ -10,6 +10,19 @@ from .augment import AugmentConfig
 from .synthesis import BN_LOSSES, FEATURE_LOSSES, SynthesisConfig
 
 INITS = ("noise", "real")
+RECIPES = ("official",)
+#: recipe="official": the loss and schedule of the official WMDD code (its argument defaults).
+OFFICIAL_RECIPE = {
+    "loss_scale": "official",
+    "ce_weight": 1.0,
+    "bn_weight": 0.05,
+    "first_bn_multiplier": 1.0,
+    "crop_scale_min": 0.08,
+    "roll": 32 / 224,
+    "learning_rate": 0.1,
+    "iterations": 1000,
+    "keep_best": False,
+}
 BARYCENTER_WEIGHTS = ("learned", "uniform")
 BARYCENTER_SOLVERS = ("exact", "sinkhorn")
 
@@ -80,6 +93,38 @@ class DistillationArguments:
         default=0.5, metadata={"help": "Smallest area fraction of the random resized crop during synthesis."}
     )
     jitter: float = field(default=0.0, metadata={"help": "Random translation (fraction of the side) during synthesis."})
+    roll: float = field(
+        default=0.0, metadata={"help": "Random circular roll of 0..roll x side pixels per view (the official jitter)."}
+    )
+    crop_milestone: float | None = field(
+        default=None,
+        metadata={
+            "help": "Easy-to-hard crops: the smallest crop area falls from 1 to crop_scale_min until this "
+            "fraction of the iterations (half cosine), then stays."
+        },
+    )
+    loss_scale: str = field(
+        default="sum",
+        metadata={
+            "help": "'sum' (sums of squares), 'mean' (lambda as a ratio: feature term a mean over images, "
+            "statistic term a mean of per-layer norms) or 'official' (the official code's terms)."
+        },
+    )
+    feature_norm: str = field(
+        default="squared", metadata={"help": "With loss_scale='mean': 'squared', 'norm' (per image) or 'frobenius'."}
+    )
+    first_bn_multiplier: float = field(default=1.0, metadata={"help": "Weight of the first norm layer's term."})
+    ce_weight: float = field(
+        default=0.0, metadata={"help": "Cross-entropy weight added to the Wasserstein term (official r_wb)."}
+    )
+    keep_best: bool = field(default=False, metadata={"help": "Keep the lowest-loss iterate instead of the last."})
+    recipe: str | None = field(
+        default=None,
+        metadata={
+            "help": "'official': the official code's loss and schedule (overrides loss_scale, ce_weight, "
+            "bn_weight, first_bn_multiplier, crop_scale_min, roll, learning_rate, iterations, keep_best)."
+        },
+    )
     temperature: float = field(default=1.0, metadata={"help": "Temperature of the stored soft labels."})
     soft_label_epochs: int = field(
         default=0, metadata={"help": "Augmented views per image with stored soft labels (0: none)."}
@@ -106,6 +151,12 @@ class DistillationArguments:
     hub_token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
 
     def __post_init__(self):
+        if self.recipe is not None:
+            if self.recipe not in RECIPES:
+                raise ValueError(f"recipe={self.recipe!r} is not one of {list(RECIPES)} (or None).")
+            for name, value in OFFICIAL_RECIPE.items():
+                setattr(self, name, value)
+
         def one_of(name: str, allowed: tuple[str, ...]):
             value = getattr(self, name)
             if value not in allowed:
@@ -140,6 +191,8 @@ class DistillationArguments:
                 "(and real images to start from with init='real'). Raise the cap or lower images_per_class."
             )
 
+        self.synthesis_config()  # checks the synthesis options and their combinations now
+
     def __repr__(self) -> str:
         """Like the dataclass repr, with the token hidden (as ``transformers.TrainingArguments`` does)."""
         fields = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
@@ -160,6 +213,13 @@ class DistillationArguments:
             bn_loss=self.bn_loss,
             augment=AugmentConfig(scale=(self.crop_scale_min, 1.0), flip=True, jitter=self.jitter),
             log_every=self.logging_steps,
+            loss_scale=self.loss_scale,
+            feature_norm=self.feature_norm,
+            first_bn_multiplier=self.first_bn_multiplier,
+            ce_weight=self.ce_weight,
+            roll=self.roll,
+            crop_milestone=self.crop_milestone,
+            keep_best=self.keep_best,
         )
 
     def result_arguments(self) -> dict:

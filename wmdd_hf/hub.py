@@ -168,6 +168,36 @@ def check_replaceable(folder: Path, protected: tuple[Path, ...] = ()) -> None:
         )
 
 
+def copy_distilled(source: Path, path: Path, protected: tuple[Path, ...] = ()) -> Path:
+    """Copies a distilled folder to ``path`` (through a temporary copy, then a rename), refusing to replace anything
+    :func:`check_replaceable` protects."""
+    if path.resolve() == source.resolve():
+        return path
+    check_replaceable(path, protected=protected)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.copytree(source, tmp)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def add_evaluation(folder: str | os.PathLike, result: dict) -> dict:
+    """Writes an :func:`wmdd_hf.evaluate_distilled` result into a distilled folder's ``wmdd_hf.json`` and card."""
+    p = result["protocol"]
+    table = (
+        "| protocol | student | steps | top-1 % (mean ± std) | seeds |\n|---|---|---|---|---|\n"
+        f"| {p['protocol']} | {p['student']} {p['student_kwargs']} | {p.get('steps')} | {100 * result['acc_mean']:.2f} ± "
+        f"{100 * result['acc_std']:.2f} | {result['seeds']} |"
+    )
+    return update_distilled_metadata(
+        folder,
+        evaluation={k: v for k, v in result.items() if k != "curves"},
+        evaluation_markdown=table
+        + f"\n\nStudents tested once on the real evaluation split; protocol: `{json.dumps(p)}`.",
+    )
+
+
 def update_distilled_metadata(folder: str | os.PathLike, **updates) -> dict:
     """Merges ``updates`` into a distilled folder's ``wmdd_hf.json`` and re-renders its README card from it
     (the card keeps its ``configs``: they come from the same metadata)."""

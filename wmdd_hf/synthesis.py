@@ -12,6 +12,21 @@ synthetic images (per channel, pooled over positions) and ``M_kl``/``V_kl`` the 
 ``bn_loss="global"`` (unweighted batch statistics against the class-blind real statistics, as SRe2L) or ``"none"``.
 
 Pixels live in [0, 1] (clamped after every Adam step); the teacher is in eval mode with frozen weights.
+
+Scales (``loss_scale``): ``"sum"`` is the formula above. ``"mean"`` makes lambda a ratio users can reason about: the
+feature term is the mean over images of ``||f - b||^2`` (``feature_norm="squared"``) or of ``||f - b||``
+(``"norm"``), or ``||F - B||`` over the whole batch (``"frobenius"``, the official code's term); the statistic term
+is the mean over classes and layers of ``||mean - M|| + ||var - V||`` (per-layer norms, not squared), the first
+layer's term times ``first_bn_multiplier``. ``bn_to_feature`` (lambda x statistic term / feature term) is logged.
+``ce_weight`` adds ``ce_weight * CE(logits, label)`` (mean over images) to the Wasserstein objective (the official
+code's ``r_wb``). ``"official"`` is the official code's loss: ``||F - B||`` over the whole batch plus ``ce_weight * CE``, and the
+statistic term summed over layers (each the mean over classes of ``||mean - M|| + ||var - V||``). ``roll`` (a fraction
+of the side) shifts every view by a random 0..roll*side pixels down and right (circular, as the official jitter:
+32 px of 224 is 0.143). ``crop_milestone`` is the official easy-to-hard curriculum: until that fraction of the iterations the
+smallest crop area falls from 1 to ``scale[0]`` along a half cosine, then stays there. ``keep_best`` returns the
+iterate with the lowest loss (on the step's own views) instead of the last one.
+
+The norm-statistic hooks compute in float32 even under autocast (a bf16 teacher forward keeps fp32 moments).
 """
 
 from __future__ import annotations
@@ -28,6 +43,8 @@ from .backbones import Backbone
 from .statistics import NormMoments, channel_dim, per_sample_moments
 
 FEATURE_LOSSES = ("wasserstein", "cross_entropy")
+LOSS_SCALES = ("sum", "mean", "official")
+FEATURE_NORMS = ("squared", "norm", "frobenius")
 BN_LOSSES = ("per_class", "global", "none")
 
 
@@ -54,12 +71,44 @@ class SynthesisConfig:
     bn_loss: str = "per_class"
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(scale=(0.5, 1.0), flip=True, jitter=0.0))
     log_every: int = 50
+    loss_scale: str = "sum"
+    feature_norm: str = "squared"
+    first_bn_multiplier: float = 1.0
+    ce_weight: float = 0.0
+    roll: float = 0.0
+    crop_milestone: float | None = None
+    keep_best: bool = False
 
     def __post_init__(self):
         if self.feature_loss not in FEATURE_LOSSES:
             raise ValueError(f"feature_loss={self.feature_loss!r} is not one of {FEATURE_LOSSES}.")
         if self.bn_loss not in BN_LOSSES:
             raise ValueError(f"bn_loss={self.bn_loss!r} is not one of {BN_LOSSES}.")
+        if self.loss_scale not in LOSS_SCALES:
+            raise ValueError(f"loss_scale={self.loss_scale!r} is not one of {LOSS_SCALES}.")
+        if self.feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"feature_norm={self.feature_norm!r} is not one of {FEATURE_NORMS}.")
+        if self.loss_scale != "mean" and self.feature_norm != "squared":
+            raise ValueError("feature_norm needs loss_scale='mean' (the 'sum' and 'official' formulas are fixed).")
+        if self.loss_scale == "sum" and self.first_bn_multiplier != 1.0:
+            raise ValueError("first_bn_multiplier needs loss_scale='mean' or 'official'.")
+        if self.crop_milestone is not None and not 0 < self.crop_milestone <= 1:
+            raise ValueError(f"crop_milestone={self.crop_milestone} must be in (0, 1].")
+        if self.ce_weight < 0 or self.roll < 0 or self.first_bn_multiplier < 0:
+            raise ValueError("ce_weight, roll and first_bn_multiplier must be >= 0.")
+
+    def augment_at(self, iteration: int) -> AugmentConfig:
+        """The augmentation of ``iteration``: with ``crop_milestone``, the smallest crop area goes from 1 down to
+        ``scale[0]`` (half cosine) until the milestone, then stays at ``scale[0]``."""
+        if self.crop_milestone is None:
+            return self.augment
+        end = self.crop_milestone * self.iterations
+        low = self.augment.scale[0]
+        if iteration < end:
+            low = low + (1.0 - low) * (1 + math.cos(math.pi * iteration / end)) / 2
+        return AugmentConfig(
+            scale=(low, 1.0), ratio=self.augment.ratio, flip=self.augment.flip, jitter=self.augment.jitter
+        )
 
 
 @dataclass
@@ -133,8 +182,10 @@ def synthesize_batch(
     layers = backbone.norm_layers() if config.bn_loss != "none" else []
     bn_terms: list[torch.Tensor] = []
 
+    first_layer = layers[0][0] if layers else None
+
     def hook(module, args, name):
-        x = args[0]
+        x = args[0].float()  # moments in float32 even under autocast
         dim = channel_dim(module)
         if config.bn_loss == "per_class":
             mean, var = weighted_class_moments(x, slots, weights, len(classes), dim)
@@ -143,24 +194,35 @@ def synthesize_batch(
             uniform = torch.full_like(weights, 1.0 / len(weights))
             mean, var = weighted_class_moments(x, torch.zeros_like(slots), uniform, 1, dim)
             t_mean, t_var = targets.mean[name].to(device), targets.var[name].to(device)
-        bn_terms.append((mean - t_mean).pow(2).sum() + (var - t_var).pow(2).sum())
+        if config.loss_scale == "sum":
+            bn_terms.append((mean - t_mean).pow(2).sum() + (var - t_var).pow(2).sum())
+        else:  # per class: ||mean - M|| + ||var - V||, averaged over classes; the first layer weighted
+            term = ((mean - t_mean).norm(dim=1) + (var - t_var).norm(dim=1)).mean()
+            bn_terms.append(term * (config.first_bn_multiplier if name == first_layer else 1.0))
 
     handles = [m.register_forward_pre_hook(lambda mod, a, n=n: hook(mod, a, n)) for n, m in layers]
     history: list[dict] = []
+    best_loss, best = math.inf, None
     try:
         for it in range(config.iterations):
             lr = 0.5 * config.learning_rate * (1 + math.cos(math.pi * it / config.iterations))
             for group in optimizer.param_groups:
                 group["lr"] = lr
             bn_terms.clear()
-            view = augment(pixels, config.augment, generator)
+            view = augment(pixels, config.augment_at(it), generator)
+            if config.roll > 0:
+                h, w = view.shape[-2:]
+                limit = (round(config.roll * h), round(config.roll * w))
+                shifts = [int(torch.randint(0, m + 1, (1,), generator=generator)) for m in limit]
+                view = torch.roll(view, shifts=shifts, dims=(-2, -1))
             logits, feats = backbone(view)
-            if config.feature_loss == "wasserstein":
-                feature_loss = (feats - points).pow(2).sum()
-            else:
-                feature_loss = F.cross_entropy(logits, labels, reduction="sum")
+            feature_loss = _feature_term(config, logits, feats, labels, points)
             bn_loss = torch.stack(bn_terms).sum() if bn_terms else torch.zeros((), device=device)
+            if config.loss_scale == "mean" and bn_terms:  # "official" sums over layers
+                bn_loss = bn_loss / len(bn_terms)
             loss = feature_loss + config.bn_weight * bn_loss
+            if config.keep_best and loss.item() < best_loss:
+                best_loss, best = loss.item(), pixels.detach().clone()
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(it, classes.tolist())
             optimizer.zero_grad(set_to_none=True)
@@ -176,6 +238,7 @@ def synthesize_batch(
                     "loss": loss.item(),
                     "feature_loss": feature_loss.item(),
                     "bn_loss": bn_loss.item(),
+                    "bn_to_feature": config.bn_weight * bn_loss.item() / max(feature_loss.item(), 1e-12),
                     "learning_rate": lr,
                 }
                 history.append(record)
@@ -184,7 +247,24 @@ def synthesize_batch(
     finally:
         for h in handles:
             h.remove()
+    if config.keep_best and best is not None:
+        return best, history
     return pixels.detach(), history
+
+
+def _feature_term(config: SynthesisConfig, logits, feats, labels, points) -> torch.Tensor:
+    if config.feature_loss == "cross_entropy":
+        reduction = "sum" if config.loss_scale == "sum" else "mean"
+        return F.cross_entropy(logits, labels, reduction=reduction)
+    gaps = feats - points
+    if config.loss_scale == "official" or config.feature_norm == "frobenius":
+        term = gaps.norm()
+    else:
+        per_image = gaps.pow(2).sum(1) if config.feature_norm == "squared" else gaps.norm(dim=1)
+        term = per_image.sum() if config.loss_scale == "sum" else per_image.mean()
+    if config.ce_weight > 0:
+        term = term + config.ce_weight * F.cross_entropy(logits, labels)
+    return term
 
 
 @torch.no_grad()

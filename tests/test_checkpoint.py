@@ -71,3 +71,17 @@ def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     removed = remove_stale_temporaries(tmp_path)
     assert sorted(p.name for p in removed) == sorted([dead.name, folder.name])
     assert mine.exists() and other.exists() and not dead.exists() and not folder.exists()
+
+
+def test_an_argument_added_later_matches_an_older_run_only_at_its_default(tmp_path):
+    import json
+
+    from wmdd_hf.checkpoint import OutputDirError, check_run_config
+
+    (tmp_path / "run_config.json").write_text(json.dumps({"bn_weight": 0.1}))  # written before "loss_scale" existed
+    defaults = {"bn_weight": 0.1, "loss_scale": "sum"}
+    assert check_run_config(tmp_path, {"bn_weight": 0.1, "loss_scale": "sum"}, False, defaults)
+    with pytest.raises(OutputDirError, match="loss_scale"):
+        check_run_config(tmp_path, {"bn_weight": 0.1, "loss_scale": "mean"}, False, defaults)
+    with pytest.raises(OutputDirError, match="bn_weight"):
+        check_run_config(tmp_path, {"bn_weight": 1.0, "loss_scale": "sum"}, False, defaults)

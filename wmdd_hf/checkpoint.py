@@ -150,11 +150,13 @@ def fingerprint_module(module: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def check_run_config(output_dir: Path, config: dict, overwrite: bool) -> bool:
+def check_run_config(output_dir: Path, config: dict, overwrite: bool, defaults: dict | None = None) -> bool:
     """Compares ``config`` with the one saved in ``output_dir``.
 
     Returns True when a previous run with the same config is there (resume), False when the folder is new or
     ``overwrite`` is set (the caller starts afresh). Raises :class:`OutputDirError` naming the differing keys otherwise.
+    A key the saved config lacks (an argument added by a later version) matches when the new value is its default
+    in ``defaults``: such an argument at its default does not change the result.
     """
     path = output_dir / "run_config.json"
     if not path.exists():
@@ -162,7 +164,12 @@ def check_run_config(output_dir: Path, config: dict, overwrite: bool) -> bool:
     saved = json.loads(path.read_text())
     if overwrite:
         return False
-    differing = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+    defaults = defaults or {}
+    differing = sorted(
+        k
+        for k in set(saved) | set(config)
+        if saved.get(k) != config.get(k) and not (k not in saved and k in defaults and config.get(k) == defaults[k])
+    )
     if differing:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in differing)
         raise OutputDirError(

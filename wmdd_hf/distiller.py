@@ -204,7 +204,8 @@ class Distiller:
         """Resume check (refuses a different run), the decode pass, then a fresh ``run_config.json``."""
         acc, a = self.accelerator, self.args
         config = self._run_config()
-        resuming = ckpt.check_run_config(self.output_dir, config, a.overwrite_output_dir)
+        defaults = DistillationArguments(output_dir=a.output_dir).result_arguments()
+        resuming = ckpt.check_run_config(self.output_dir, config, a.overwrite_output_dir, defaults)
         if resuming and config["dataset_fingerprint"] is None:
             raise ckpt.OutputDirError(
                 f"{self.output_dir} holds a run on a streaming dataset, and a stream has no fingerprint that changes "

@@ -205,3 +205,28 @@ def test_mean_scale_runs_logs_the_ratio_and_keep_best_returns_the_best_iterate()
         assert not torch.equal(images, last)
     else:
         assert torch.equal(images, last)
+
+
+def test_bf16_forward_keeps_float32_moments_and_losses():
+    teacher, labels, points, weights, norms = _setup()
+    targets = NormTargets.from_moments(norms, "per_class")
+    init = torch.rand(len(labels), 1, 28, 28)
+    seen = []
+    handle = teacher.norm_layers()[0][1].register_forward_pre_hook(lambda m, a: seen.append(a[0].dtype))
+
+    def run(**kw):
+        config = SynthesisConfig(iterations=2, learning_rate=0.05, bn_weight=1.0, log_every=1, **kw)
+        return synthesize_batch(
+            teacher, init, labels, points, weights, targets, config, torch.Generator().manual_seed(0)
+        )
+
+    _, fp32 = run()
+    images, bf16 = run(precision="bf16", channels_last=True)
+    handle.remove()
+    assert torch.bfloat16 in seen  # the forward really ran in bf16 ...
+    for a, b in zip(fp32, bf16):  # ... and the float32 losses agree to bf16 accuracy
+        assert b["feature_loss"] == pytest.approx(a["feature_loss"], rel=0.05)
+        assert b["bn_loss"] == pytest.approx(a["bn_loss"], rel=0.05)
+    assert images.dtype == torch.float32
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        SynthesisConfig(precision="fp16")

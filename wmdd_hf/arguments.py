@@ -118,6 +118,14 @@ class DistillationArguments:
         default=0.0, metadata={"help": "Cross-entropy weight added to the Wasserstein term (official r_wb)."}
     )
     keep_best: bool = field(default=False, metadata={"help": "Keep the lowest-loss iterate instead of the last."})
+    synthesis_precision: str = field(
+        default="fp32",
+        metadata={
+            "help": "'bf16': teacher forward under bf16 autocast during synthesis (moments and losses stay "
+            "fp32). For GPUs; off by default."
+        },
+    )
+    channels_last: bool = field(default=False, metadata={"help": "NHWC teacher and views during synthesis (GPUs)."})
     recipe: str | None = field(
         default=None,
         metadata={
@@ -220,6 +228,8 @@ class DistillationArguments:
             roll=self.roll,
             crop_milestone=self.crop_milestone,
             keep_best=self.keep_best,
+            precision=self.synthesis_precision,
+            channels_last=self.channels_last,
         )
 
     def result_arguments(self) -> dict:

@@ -83,6 +83,8 @@ class Distiller:
             raise ValueError("train_dataset is required: a datasets image-classification dataset.")
         self.accelerator = Accelerator(log_with=self.args.trackers or None, project_dir=self.args.output_dir)
         self.teacher = load_backbone(model).freeze().to(self.accelerator.device)
+        if self.args.channels_last:
+            self.teacher = self.teacher.to(memory_format=torch.channels_last)
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         self.callbacks = list(callbacks or [])
         self.control = TrainerControl()

@@ -235,10 +235,9 @@ def synthesis_stage(
                 on_log(record, classes)
 
             on_batch(start_step)
-            with acc.autocast():
-                images, history = synthesize_batch(
-                    run.teacher, init, labels, points, weights, targets, config, generator, logged, step_done
-                )
+            images, history = synthesize_batch(  # precision is the config's (synthesis_precision), not Accelerate's
+                run.teacher, init, labels, points, weights, targets, config, generator, logged, step_done
+            )
             ckpt.atomic_save(
                 {"classes": classes, "images": images.float().cpu(), "labels": labels, "history": history}, path
             )

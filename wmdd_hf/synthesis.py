@@ -26,7 +26,9 @@ of the side) shifts every view by a random 0..roll*side pixels down and right (c
 smallest crop area falls from 1 to ``scale[0]`` along a half cosine, then stays there. ``keep_best`` returns the
 iterate with the lowest loss (on the step's own views) instead of the last one.
 
-The norm-statistic hooks compute in float32 even under autocast (a bf16 teacher forward keeps fp32 moments).
+GPU switches (off by default): ``precision="bf16"`` runs the teacher forward under bf16 autocast while the
+norm-statistic hooks and both loss terms stay float32; ``channels_last`` feeds NHWC views (convert the teacher with
+``backbone.to(memory_format=torch.channels_last)``; the Distiller does it).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from .statistics import NormMoments, channel_dim, per_sample_moments
 FEATURE_LOSSES = ("wasserstein", "cross_entropy")
 LOSS_SCALES = ("sum", "mean", "official")
 FEATURE_NORMS = ("squared", "norm", "frobenius")
+PRECISIONS = ("fp32", "bf16")
 BN_LOSSES = ("per_class", "global", "none")
 
 
@@ -78,6 +81,8 @@ class SynthesisConfig:
     roll: float = 0.0
     crop_milestone: float | None = None
     keep_best: bool = False
+    precision: str = "fp32"
+    channels_last: bool = False
 
     def __post_init__(self):
         if self.feature_loss not in FEATURE_LOSSES:
@@ -92,6 +97,8 @@ class SynthesisConfig:
             raise ValueError("feature_norm needs loss_scale='mean' (the 'sum' and 'official' formulas are fixed).")
         if self.loss_scale == "sum" and self.first_bn_multiplier != 1.0:
             raise ValueError("first_bn_multiplier needs loss_scale='mean' or 'official'.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r} is not one of {PRECISIONS}.")
         if self.crop_milestone is not None and not 0 < self.crop_milestone <= 1:
             raise ValueError(f"crop_milestone={self.crop_milestone} must be in (0, 1].")
         if self.ce_weight < 0 or self.roll < 0 or self.first_bn_multiplier < 0:
@@ -215,7 +222,11 @@ def synthesize_batch(
                 limit = (round(config.roll * h), round(config.roll * w))
                 shifts = [int(torch.randint(0, m + 1, (1,), generator=generator)) for m in limit]
                 view = torch.roll(view, shifts=shifts, dims=(-2, -1))
-            logits, feats = backbone(view)
+            if config.channels_last:
+                view = view.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                logits, feats = backbone(view)
+            logits, feats = logits.float(), feats.float()  # losses in float32 whatever the forward's precision
             feature_loss = _feature_term(config, logits, feats, labels, points)
             bn_loss = torch.stack(bn_terms).sum() if bn_terms else torch.zeros((), device=device)
             if config.loss_scale == "mean" and bn_terms:  # "official" sums over layers

@@ -33,10 +33,13 @@ class ScriptArguments:
 
 
 def main() -> None:
+    from accelerate import PartialState
+
     script, args = parse_args((ScriptArguments, DistillationArguments))
     kwargs = {"name": script.dataset_config} if script.dataset_config else {}
-    train = load_image_dataset(script.dataset, script.train_split, streaming=script.streaming, **kwargs)
-    test = load_image_dataset(script.dataset, script.eval_split, **kwargs) if script.eval_split else None
+    with PartialState().main_process_first():  # one process builds or downloads the data; the others read its cache
+        train = load_image_dataset(script.dataset, script.train_split, streaming=script.streaming, **kwargs)
+        test = load_image_dataset(script.dataset, script.eval_split, **kwargs) if script.eval_split else None
     distiller = Distiller(model=script.teacher, args=args, train_dataset=train, eval_dataset=test)
     distilled = distiller.distill()
     if distiller.accelerator.is_main_process:

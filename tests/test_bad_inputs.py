@@ -224,3 +224,15 @@ def test_nan_advice_names_flags_that_work():
 
     message = str(NonFiniteLossError(3, [1, 2]))
     assert "--overwrite_output_dir True" in message and "--learning_rate" in message
+
+
+def test_corrupt_image_in_a_stream_names_the_row_and_the_class(tmp_path, tiny_teacher, small_train):
+    good = small_train.select(range(0, 3000, 30))
+    broken = Dataset.from_dict(
+        {"image": [{"bytes": b"\x89PNG not an image", "path": None}], "label": [3]}, features=good.features
+    )
+    stream = concatenate_datasets([good.select(range(40)), broken, good.select(range(40, 100))]).to_iterable_dataset()
+    ctx = Ctx(tmp_path, tiny_teacher, small_train)
+    with pytest.raises(DatasetValidationError, match=r"streamed row 40 \(class 3"):
+        Distiller(tiny_teacher, ctx.args(), stream).distill()
+    assert not (tmp_path / "run" / "statistics.pt").exists()

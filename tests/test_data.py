@@ -155,3 +155,24 @@ def test_decode_cache_key_follows_data_columns_and_size():
     assert base != decode_cache_key(ds, ImageSpec(3, (28, 28)), "picture", "target")
     assert base != decode_cache_key(ds, ImageSpec(1, (32, 32)), "picture", "target")
     assert base != decode_cache_key(ds.select([0, 1]), ImageSpec(1, (28, 28)), "picture", "target")
+
+
+def test_two_processes_building_the_cache_at_once_both_succeed(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom wmdd_hf import load_fashion_mnist\n"
+        "d = load_fashion_mnist(cache_dir=sys.argv[1])\nprint(len(d['train']))\n"
+    )
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1].decode()[-2000:] for o in outs]
+    assert [o[0].decode().split()[-1] for o in outs] == ["60000", "60000"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fashion_mnist-v2"]  # no temporary left behind

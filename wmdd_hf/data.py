@@ -383,9 +383,13 @@ def iterate_batches(
         yield from tqdm(loader, desc=desc, disable=not progress, leave=False)
         return
     batch: list = []
+    feature = (dataset.features or {}).get(image_column)
+    if isinstance(feature, Image) and feature.decode:  # decode here, so that a failure names its row and class
+        dataset = dataset.cast_column(image_column, Image(decode=False))
     for row_id, row in enumerate(tqdm(dataset, desc=desc, disable=not progress, leave=False)):
         try:
-            image = spec.to_uint8(row[image_column])
+            value = row[image_column]
+            image = spec.to_uint8(Image().decode_example(value) if isinstance(value, dict) else value)
         except Exception as error:  # noqa: BLE001 - report any decoding failure with its row and class
             raise DatasetValidationError(
                 f"The image in streamed row {row_id} (class {row.get(label_column)!r}, column {image_column!r}) "

@@ -117,3 +117,16 @@ def test_feature_cap_keeps_the_same_rows_whatever_the_batching_and_the_process_c
         position = {int(r): i for i, r in enumerate(full.rows[k])}
         torch.testing.assert_close(one.features[k], full.features[k][[position[int(r)] for r in rows]])
         assert one.features[k].untyped_storage().nbytes() == one.features[k].numel() * 4
+
+
+def test_fast_moments_match_var_mean_and_fall_back_when_the_mean_dominates():
+    from wmdd_hf.statistics import per_sample_moments
+
+    g = torch.Generator().manual_seed(0)
+    for offset in (0.5, 1e4):  # a spread comparable to the mean, then a mean that dwarfs it
+        x = torch.randn(6, 5, 7, 7, generator=g) + offset
+        mean, m2, count = per_sample_moments(x, 1)
+        var, ref_mean = torch.var_mean(x.double(), dim=(2, 3), correction=0)
+        assert count == 49
+        torch.testing.assert_close(mean.double(), ref_mean, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close((m2 / count).double(), var, rtol=1e-4, atol=1e-6)

@@ -130,3 +130,16 @@ def test_fast_moments_match_var_mean_and_fall_back_when_the_mean_dominates():
         assert count == 49
         torch.testing.assert_close(mean.double(), ref_mean, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close((m2 / count).double(), var, rtol=1e-4, atol=1e-6)
+
+
+def test_fast_moments_have_the_gradients_of_var_mean():
+    from wmdd_hf.statistics import per_sample_moments
+
+    x = (torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(1)) + 0.3).requires_grad_(True)
+    mean, m2, count = per_sample_moments(x, 1)
+    (mean.pow(2).sum() + (m2 / count).sum()).backward()
+    fast = x.grad.clone()
+    x.grad = None
+    var, ref = torch.var_mean(x, dim=(2, 3), correction=0)
+    (ref.pow(2).sum() + var.sum()).backward()
+    torch.testing.assert_close(fast, x.grad, rtol=1e-4, atol=1e-6)

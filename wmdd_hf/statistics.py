@@ -65,23 +65,26 @@ def channel_dim(module: nn.Module) -> int:
 def per_sample_moments(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Per-sample channel moments of a layer input: ``(mean (B, C), m2 (B, C), values per channel per sample)``.
 
-    With gradients (synthesis): one fused, numerically stable reduction (``torch.var_mean``) over every dimension but
-    the batch and channel ones. Without (the statistics pass) and for ``(B, C, H, W)`` inputs: two cheaper reductions,
-    the per-sample sums and sums of squares (an einsum), about three times faster than ``var_mean`` on CPU; where the
-    mean is large against the spread (``mean^2 > 100 var`` for any sample and channel, where float32 cancellation
-    could cost more than 1e-5 relative) it falls back to ``var_mean``.
+    Two reductions over every dimension but the batch and channel ones: the per-sample sums and sums of squares
+    (an einsum for a ``(B, C, H, W)`` input without gradients), then ``m2 = squares - sums * mean``; two to three
+    times faster than ``torch.var_mean`` on CPU, with or without autograd (synthesis differentiates through it).
+    Where the mean is large against the spread (``mean^2 > 100 var`` for any sample and channel, where float32
+    cancellation could cost more than about 1e-5 relative) it falls back to the fused, stable ``var_mean``.
     """
     channel = dim % x.ndim
     reduce = tuple(d for d in range(1, x.ndim) if d != channel)
     if not reduce:
         return x, torch.zeros_like(x), 1
     count = x.numel() // (x.shape[0] * x.shape[channel])
-    if not x.requires_grad and x.ndim == 4 and channel == 1 and x.dtype == torch.float32:
+    if x.dtype == torch.float32:
         sums = x.sum(dim=reduce)
-        squares = torch.einsum("bchw,bchw->bc", x, x)
+        if not x.requires_grad and x.ndim == 4 and channel == 1:
+            squares = torch.einsum("bchw,bchw->bc", x, x)
+        else:
+            squares = (x * x).sum(dim=reduce)
         mean = sums / count
         m2 = squares - sums * mean
-        if bool((mean.pow(2) * count <= 100 * m2.clamp_min(0)).all()):
+        if bool((mean.detach().pow(2) * count <= 100 * m2.detach().clamp_min(0)).all()):
             return mean, m2.clamp_min(0), count
     var, mean = torch.var_mean(x, dim=reduce, correction=0)
     return mean, var * count, count

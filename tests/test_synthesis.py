@@ -230,3 +230,34 @@ def test_bf16_forward_keeps_float32_moments_and_losses():
     assert images.dtype == torch.float32
     with pytest.raises(ValueError, match="precision='fp16'"):
         SynthesisConfig(precision="fp16")
+
+
+def test_clean_feature_view_brings_the_un_augmented_images_to_their_points():
+    """With feature_view='clean' the feature term is measured on the un-augmented images (what the points are
+    features of): after the same steps they end closer to their points than with the augmented view's term."""
+    from wmdd_hf.augment import AugmentConfig
+
+    teacher, labels, points, weights, norms = _setup()
+    init = torch.rand(len(labels), 1, 28, 28)
+
+    def distance(view):
+        config = SynthesisConfig(
+            iterations=40,
+            learning_rate=0.05,
+            bn_loss="none",
+            feature_view=view,
+            log_every=39,
+            augment=AugmentConfig(scale=(0.3, 1.0)),
+        )
+        images, history = synthesize_batch(
+            teacher, init, labels, points, weights, None, config, torch.Generator().manual_seed(0)
+        )
+        with torch.no_grad():
+            return float((teacher(images)[1] - points).pow(2).sum()), history
+
+    clean, history = distance("clean")
+    augmented, _ = distance("augmented")
+    assert clean < augmented
+    assert history[-1]["feature_loss"] == pytest.approx(clean, rel=0.05)  # the logged term is the clean distance
+    with pytest.raises(ValueError, match="feature_view='blurred'"):
+        SynthesisConfig(feature_view="blurred")

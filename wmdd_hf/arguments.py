@@ -118,6 +118,13 @@ class DistillationArguments:
         default=0.0, metadata={"help": "Cross-entropy weight added to the Wasserstein term (official r_wb)."}
     )
     keep_best: bool = field(default=False, metadata={"help": "Keep the lowest-loss iterate instead of the last."})
+    feature_view: str = field(
+        default="augmented",
+        metadata={
+            "help": "'clean': match the un-augmented images' features to the points (the statistic and CE "
+            "terms keep the augmented view); 'augmented': the view's features."
+        },
+    )
     synthesis_precision: str = field(
         default="fp32",
         metadata={
@@ -229,6 +236,7 @@ class DistillationArguments:
             crop_milestone=self.crop_milestone,
             keep_best=self.keep_best,
             precision=self.synthesis_precision,
+            feature_view=self.feature_view,
             channels_last=self.channels_last,
         )
 

@@ -24,7 +24,10 @@ statistic term summed over layers (each the mean over classes of ``||mean - M|| 
 of the side) shifts every view by a random 0..roll*side pixels down and right (circular, as the official jitter:
 32 px of 224 is 0.143). ``crop_milestone`` is the official easy-to-hard curriculum: until that fraction of the iterations the
 smallest crop area falls from 1 to ``scale[0]`` along a half cosine, then stays there. ``keep_best`` returns the
-iterate with the lowest loss (on the step's own views) instead of the last one.
+iterate with the lowest loss (on the step's own views) instead of the last one. ``feature_view="clean"``: the
+barycenter points are features of un-augmented real images, so the feature term is computed on the un-augmented
+synthetic images (a second forward, statistics hooks off), while the statistic and cross-entropy terms use the
+augmented view.
 
 GPU switches (off by default): ``precision="bf16"`` runs the teacher forward under bf16 autocast while the
 norm-statistic hooks and both loss terms stay float32; ``channels_last`` feeds NHWC views (convert the teacher with
@@ -48,6 +51,7 @@ FEATURE_LOSSES = ("wasserstein", "cross_entropy")
 LOSS_SCALES = ("sum", "mean", "official")
 FEATURE_NORMS = ("squared", "norm", "frobenius")
 PRECISIONS = ("fp32", "bf16")
+FEATURE_VIEWS = ("augmented", "clean")
 BN_LOSSES = ("per_class", "global", "none")
 
 
@@ -83,6 +87,7 @@ class SynthesisConfig:
     keep_best: bool = False
     precision: str = "fp32"
     channels_last: bool = False
+    feature_view: str = "augmented"
 
     def __post_init__(self):
         if self.feature_loss not in FEATURE_LOSSES:
@@ -97,6 +102,8 @@ class SynthesisConfig:
             raise ValueError("feature_norm needs loss_scale='mean' (the 'sum' and 'official' formulas are fixed).")
         if self.loss_scale == "sum" and self.first_bn_multiplier != 1.0:
             raise ValueError("first_bn_multiplier needs loss_scale='mean' or 'official'.")
+        if self.feature_view not in FEATURE_VIEWS:
+            raise ValueError(f"feature_view={self.feature_view!r} is not one of {FEATURE_VIEWS}.")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r} is not one of {PRECISIONS}.")
         if self.crop_milestone is not None and not 0 < self.crop_milestone <= 1:
@@ -191,7 +198,11 @@ def synthesize_batch(
 
     first_layer = layers[0][0] if layers else None
 
+    hooks_on = [True]  # off for the clean-view forward of feature_view="clean"
+
     def hook(module, args, name):
+        if not hooks_on[0]:
+            return
         x = args[0].float()  # moments in float32 even under autocast
         dim = channel_dim(module)
         if config.bn_loss == "per_class":
@@ -227,6 +238,14 @@ def synthesize_batch(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
                 logits, feats = backbone(view)
             logits, feats = logits.float(), feats.float()  # losses in float32 whatever the forward's precision
+            if config.feature_view == "clean":  # the points are features of un-augmented images: match those
+                hooks_on[0] = False
+                try:
+                    clean = pixels.contiguous(memory_format=torch.channels_last) if config.channels_last else pixels
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                        feats = backbone(clean)[1].float()
+                finally:
+                    hooks_on[0] = True
             feature_loss = _feature_term(config, logits, feats, labels, points)
             bn_loss = torch.stack(bn_terms).sum() if bn_terms else torch.zeros((), device=device)
             if config.loss_scale == "mean" and bn_terms:  # "official" sums over layers

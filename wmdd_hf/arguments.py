@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from .augment import AugmentConfig
 from .synthesis import BN_LOSSES, FEATURE_LOSSES, SynthesisConfig
 
-INITS = ("noise", "real")
+INITS = ("noise", "real", "patches")
 RECIPES = ("official",)
 #: recipe="official": the loss and schedule of the official WMDD code (its argument defaults).
 OFFICIAL_RECIPE = {
@@ -82,7 +82,14 @@ class DistillationArguments:
     )
     init: str = field(
         default="noise",
-        metadata={"help": "Initial pixels: 'noise' or 'real' (the real images nearest to the barycenter points)."},
+        metadata={
+            "help": "Initial pixels: 'noise', 'real' (the real images nearest to the barycenter points) or "
+            "'patches' (a mosaic of the teacher's favourite real crops near each point)."
+        },
+    )
+    patch_grid: int = field(default=2, metadata={"help": "init='patches': a grid x grid mosaic per image."})
+    patch_candidates: int = field(
+        default=8, metadata={"help": "init='patches': real images nearest to each point whose crops compete."}
     )
     batch_size: int = field(
         default=100,
@@ -199,6 +206,8 @@ class DistillationArguments:
             from .hub import check_repo_id
 
             check_repo_id(self.hub_dataset_id)
+        if self.patch_grid < 1 or self.patch_candidates < 1:
+            raise ValueError("patch_grid and patch_candidates must be at least 1.")
         if self.max_features_per_class is not None and self.max_features_per_class < self.images_per_class:
             raise ValueError(
                 f"max_features_per_class={self.max_features_per_class} is below images_per_class="

@@ -116,9 +116,9 @@ class Distiller:
 
     def _validate(self) -> tuple[str, str]:
         a = self.args
-        if a.init == "real" and not isinstance(self.train_dataset, Dataset):
+        if a.init in ("real", "patches") and not isinstance(self.train_dataset, Dataset):
             raise DatasetValidationError(
-                "init='real' needs a map-style Dataset (rows are read by index); use init='noise'."
+                f"init={a.init!r} needs a map-style Dataset (rows are read by index); use init='noise'."
             )
         columns = validate_dataset(
             self.train_dataset,

@@ -180,8 +180,19 @@ def nearest_real_rows(stats: ClassStatistics, bary: dict, k: int, m: int) -> lis
 def initial_images(
     run: Run, classes: list[int], stats: ClassStatistics, bary: dict, generator: torch.Generator
 ) -> torch.Tensor:
-    """``(len(classes) * IPC, C, H, W)`` starting pixels in [0, 1]: real images nearest to the points, or noise."""
+    """``(len(classes) * IPC, C, H, W)`` starting pixels in [0, 1]: real images nearest to the points (``real``),
+    mosaics of the best real crops near each point (``patches``, :mod:`wmdd_hf.mosaic`), or noise."""
     m, spec = run.args.images_per_class, run.teacher.spec
+    if run.args.init == "patches":
+        from .mosaic import mosaic, nearest_rows
+
+        out = []
+        for k in classes:
+            for point in np.asarray(bary[k]["positions"])[:m]:
+                rows = nearest_rows(stats.features[k], stats.rows[k], point, run.args.patch_candidates)
+                real = torch.stack([spec.to_uint8(run.dataset[r][run.image_column]) for r in rows]).float() / 255
+                out.append(mosaic(run.teacher, real, k, grid=run.args.patch_grid, generator=generator))
+        return torch.stack(out)
     if run.args.init == "real":
         rows = [r for k in classes for r in nearest_real_rows(stats, bary, k, m)]
         images = torch.stack([spec.to_uint8(run.dataset[int(r)][run.image_column]) for r in rows])

@@ -1,0 +1,161 @@
+"""Memory and time of the stages as the number of classes and images per class grow (generated data, 2 cores).
+
+    OMP_NUM_THREADS=1 python benchmarks/scale.py                          # the default grid, one process
+    OMP_NUM_THREADS=1 python benchmarks/scale.py --classes 100 --per_class 50 200 --cap 64
+
+Each configuration runs in a fresh subprocess (so peak RSS is its own): a generated image-classification
+``datasets.Dataset`` (random 32 px RGB pixels, K classes x n images), a randomly initialised small teacher
+(``wmdd_convnet`` width 16), then the statistics pass, the barycenters and ONE synthesis class batch through the
+Distiller's stages. It records peak RSS (MB) and seconds per stage. With ``--processes 2`` the same runs under two
+gloo processes (``ACCELERATE_USE_CPU=true accelerate launch --multi_gpu``) and each process reports its own peak.
+Results merge into ``benchmarks/results/scale.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
+
+
+def child(k: int, n: int, cap: int | None, out: str) -> None:
+    """One configuration (runs inside the subprocess)."""
+    import numpy as np
+    import torch
+    from datasets import ClassLabel, Dataset, Features, Image
+
+    sys.path.insert(0, str(ROOT))
+    from wmdd_hf import DistillationArguments, Distiller, load_backbone, pipeline
+    from wmdd_hf.synthesis import NormTargets, synthesize_batch
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    start = time.time()
+    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(k * n)]
+    data = Dataset.from_dict(
+        {"image": images, "label": [c for c in range(k) for _ in range(n)]},
+        features=Features({"image": Image(), "label": ClassLabel(num_classes=k)}),
+    )
+    build_s = time.time() - start
+    teacher = load_backbone("wmdd_convnet", num_classes=k, in_chans=3, img_size=32, pretrained=False, width=16)
+    with tempfile.TemporaryDirectory() as folder:
+        args = DistillationArguments(
+            output_dir=folder,
+            images_per_class=2,
+            iterations=5,
+            batch_size=20,
+            max_features_per_class=cap,
+            disable_tqdm=True,
+            save_plots=False,
+        )
+        d = Distiller(teacher, args, data)
+        d._prepare_output_dir()
+        times = {"build_s": round(build_s, 2)}
+        t = time.time()
+        stats = d._statistics()
+        times["statistics_s"] = round(time.time() - t, 2)
+        rss_after_stats = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        t = time.time()
+        bary = d._barycenters(stats)
+        times["barycenters_s"] = round(time.time() - t, 2)
+        t = time.time()
+        first = d.run.class_batches()[0]  # one class batch, as a process would synthesise it
+        generator = torch.Generator().manual_seed(0)
+        init = pipeline.initial_images(d.run, first, stats, bary, generator)
+        labels = torch.tensor([c for c in first for _ in range(args.images_per_class)])
+        points = torch.cat([torch.from_numpy(np.asarray(bary[c]["positions"])) for c in first])
+        weights = torch.cat([torch.from_numpy(np.asarray(bary[c]["weights"], dtype=np.float32)) for c in first])
+        targets = NormTargets.from_moments(stats.norms, "per_class")
+        synthesize_batch(d.teacher, init, labels, points, weights, targets, args.synthesis_config(), generator)
+        times["synthesis_batch_s"] = round(time.time() - t, 2)
+        kept = sum(len(f) for f in stats.features.values())
+    report = {
+        "classes": k,
+        "per_class": n,
+        "cap": cap,
+        "process": d.accelerator.process_index,
+        "processes": d.accelerator.num_processes,
+        "kept_features": kept,
+        "peak_rss_mb_after_statistics": round(rss_after_stats, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **times,
+    }
+    Path(out).with_suffix(f".{d.accelerator.process_index}.json").write_text(json.dumps(report))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--classes", type=int, nargs="+", default=[100, 300, 1000])
+    p.add_argument("--per_class", type=int, nargs="+", default=[50, 200])
+    p.add_argument("--cap", type=int, default=64)
+    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--child", nargs=4, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        k, n, cap, out = args.child
+        child(int(k), int(n), None if cap == "none" else int(cap), out)
+        return
+    rows = []
+    for k in args.classes:
+        for n in args.per_class:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = str(Path(tmp) / "report")
+                cmd = [sys.executable, __file__, "--child", str(k), str(n), str(args.cap), out]
+                env = dict(os.environ)
+                if args.processes > 1:
+                    env["ACCELERATE_USE_CPU"] = "true"
+                    cmd = [
+                        "accelerate",
+                        "launch",
+                        "--multi_gpu",
+                        "--num_processes",
+                        str(args.processes),
+                        "--num_machines",
+                        "1",
+                        "--mixed_precision",
+                        "no",
+                        "--dynamo_backend",
+                        "no",
+                        *cmd[1:],
+                    ]
+                done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                if done.returncode:
+                    raise SystemExit(done.stderr[-3000:])
+                for f in sorted(Path(tmp).glob("report.*.json")):
+                    row = json.loads(f.read_text())
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
+    key = lambda r: (r["classes"], r["per_class"], r["cap"], r["processes"], r["process"])  # noqa: E731
+    new = {key(r) for r in rows}
+    data["rows"] = sorted([r for r in data["rows"] if key(r) not in new] + rows, key=key)
+    data.setdefault("commands", [])
+    cmd = "python benchmarks/scale.py " + " ".join(sys.argv[1:])
+    if cmd not in data["commands"]:
+        data["commands"].append(cmd)
+    RESULTS.write_text(json.dumps(data, indent=2))
+    lines = ["# Scale: memory and time per stage (generated 32 px data, wmdd_convnet width 16, random weights)", ""]
+    lines += [f"- `{c}`" for c in data["commands"]] + [
+        "",
+        "| K | per class | cap | processes | process | kept features | peak RSS MB | statistics s | barycenters s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        lines.append(
+            f"| {r['classes']} | {r['per_class']} | {r['cap']} | {r['processes']} | {r['process']} | {r['kept_features']} | "
+            f"{r['peak_rss_mb']} | {r['statistics_s']} | {r['barycenters_s']} |"
+        )
+    RESULTS.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

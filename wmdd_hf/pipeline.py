@@ -94,10 +94,10 @@ def statistics_stage(run: Run) -> ClassStatistics:
                     images, labels = decode_all(ds, spec, run.image_column, run.label_column, a.num_workers, False)
                 idx = torch.tensor(rows, dtype=torch.long)
                 size = a.stats_batch_size
-                batches = [
+                batches = (  # a generator: one batch copied at a time, not a second copy of the data
                     (images[idx[s : s + size]], labels[idx[s : s + size]], idx[s : s + size])
                     for s in range(0, len(idx), size)
-                ]
+                )
             else:
                 batches = iterate_batches(
                     ds, spec, run.image_column, run.label_column, a.stats_batch_size, a.num_workers, indices=rows

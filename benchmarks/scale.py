@@ -157,9 +157,9 @@ def main() -> None:
     lines = ["# Scale: memory and time per stage (generated 32 px data, wmdd_convnet width 16, random weights)", ""]
     lines += [
         "Peak RSS includes the interpreter and libraries (about 1 GB), the in-memory generated Dataset and, for a "
-        "dataset under 2 GB decoded, the decoded uint8 array the statistics pass reads (3 KB per 32 px image): those "
-        "grow with images per class by design. The kept features are bounded by the cap (K x cap rows). Rows with "
-        "`statistics_rss_growth_mb` separate the statistics pass itself.",
+        "dataset under 2 GB decoded, the decoded uint8 array (3 KB per 32 px image): these grow with images per "
+        "class. Kept features stay at K x cap rows. `statistics_rss_growth_mb` is the peak growth during the "
+        "statistics pass.",
         "",
     ]
     lines += [f"- `{c}`" for c in data["commands"]] + [

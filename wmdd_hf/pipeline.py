@@ -50,6 +50,7 @@ class Run:
     label_column: str
     class_names: list[str]
     log: Callable[[dict], None] = field(default=lambda record: None)
+    decoded: tuple[torch.Tensor, torch.Tensor] | None = None  # set by decode_first, used once by the statistics pass
 
     @property
     def output_dir(self) -> Path:
@@ -75,7 +76,9 @@ def decode_first(run: Run) -> None:
     ds = run.dataset
     if isinstance(ds, Dataset) and fits_in_memory(ds, run.teacher.spec):
         with run.accelerator.main_process_first():
-            decode_all(ds, run.teacher.spec, run.image_column, run.label_column, run.args.num_workers, run.progress)
+            run.decoded = decode_all(
+                ds, run.teacher.spec, run.image_column, run.label_column, run.args.num_workers, run.progress
+            )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -84,14 +87,17 @@ def decode_first(run: Run) -> None:
 def statistics_stage(run: Run) -> ClassStatistics:
     path = run.output_dir / "statistics.pt"
     if path.exists():
+        run.decoded = None  # resumed: the decoded array is not needed
         return ClassStatistics.from_state(ckpt.load(path))
     acc, a, spec, ds = run.accelerator, run.args, run.teacher.spec, run.dataset
     collect = dict(max_features_per_class=a.max_features_per_class, seed=a.seed, progress=run.progress)
     if isinstance(ds, Dataset):
         with acc.split_between_processes(list(range(len(ds)))) as rows:
             if fits_in_memory(ds, spec):
-                with acc.main_process_first():
-                    images, labels = decode_all(ds, spec, run.image_column, run.label_column, a.num_workers, False)
+                if run.decoded is None:
+                    with acc.main_process_first():
+                        run.decoded = decode_all(ds, spec, run.image_column, run.label_column, a.num_workers, False)
+                images, labels = run.decoded
                 idx = torch.tensor(rows, dtype=torch.long)
                 size = a.stats_batch_size
                 batches = (  # a generator: one batch copied at a time, not a second copy of the data
@@ -104,6 +110,7 @@ def statistics_stage(run: Run) -> ClassStatistics:
                 )
             total = (len(rows) + a.stats_batch_size - 1) // a.stats_batch_size
             stats = collect_class_statistics(run.teacher, batches, run.num_classes, total=total, **collect)
+        run.decoded = None  # the pass is the only reader: free the array
     else:
         from datasets.distributed import split_dataset_by_node
 

@@ -50,6 +50,8 @@ SYNTHESIS = {  # method -> (feature_loss, bn_loss)
 }
 SELECTIONS = ("random", "herding", "kcenter", "barycenter_nearest_real")
 NOTES = [
+    "Every choice behind these numbers (student step budgets, synthesis defaults, sweep points) comes from the "
+    "validation split; the test split is read once per trained student, at the end, and never used to choose.",
     "The teacher (checkpoints/fashion-mnist-convnet64) was trained on all 60,000 training images, the validation "
     "part included, before this protocol existed: validation accuracies may read a little high. Every choice made on "
     "them compares sets under the same teacher, so the comparison stands; a teacher trained without the validation "

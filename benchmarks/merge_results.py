@@ -1,6 +1,12 @@
-"""Merge result files of benchmark parts run side by side into benchmarks/results/fashion_mnist.json (and .md).
+"""Merge the results files of benchmark parts run side by side (e.g. the lanes of benchmarks/device_checks.sh) into
+benchmarks/results/fashion_mnist.{json,md} and benchmarks/results/sweep.{json,md}.
 
-python benchmarks/merge_results.py outputs/part_ipc50.json
+    python benchmarks/merge_results.py outputs/device-results/*.json
+
+A quality part contributes what it measured itself: rows, budgets and full-data references that carry a ``device``
+field (parts start as copies of the main file, so older rows in them are not taken twice); a part's budget brings
+its ``protocol.steps`` entry along. Rows at an IPC whose step budget no longer matches are dropped with a message,
+so the table never mixes budgets. A sweep part (``{"points": [...]}``) appends its points.
 """
 
 import json
@@ -9,19 +15,65 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import RESULTS, check_targets, merge_results, render_markdown  # noqa: E402
+from quality import RESULTS, merge_results  # noqa: E402
+from sweep import render as render_sweep  # noqa: E402
+
+
+def merge_quality(target: Path, part: dict) -> None:
+    rows = [r for r in part.get("results", []) if "device" in r]
+    payload = {}
+    budgets = {ipc: b for ipc, b in part.get("budget", {}).items() if "device" in b}
+    if budgets:
+        data = json.loads(target.read_text())
+        payload["budget"] = {**data.get("budget", {}), **budgets}
+        steps = {**data.get("protocol", {}).get("steps", {})}
+        steps.update({ipc: part["protocol"]["steps"][ipc] for ipc in budgets})
+        payload["protocol"] = {"steps": steps}
+    full = {k: v for k, v in (part.get("full_data") or {}).items() if "device" in v}
+    if full:
+        data = json.loads(target.read_text())
+        payload["full_data"] = {**(data.get("full_data") or {}), **full}
+    if rows or payload:
+        payload["commands"] = part.get("commands", [])
+        merge_results(target, payload, rows)
+        data = json.loads(target.read_text())
+        data["commands"] = sorted(set(data.get("commands", [])) | set(part.get("commands", [])))
+        target.write_text(json.dumps(data, indent=2))
+
+
+def drop_stale_rows(target: Path) -> None:
+    data = json.loads(target.read_text())
+    steps = {int(k): v for k, v in data.get("protocol", {}).get("steps", {}).items()}
+    keep = []
+    for r in data["results"]:
+        if r["ipc"] in steps and r["steps"] != steps[r["ipc"]]:
+            print(f"dropped (budget {r['steps']} != {steps[r['ipc']]}): {r['method']} IPC {r['ipc']} {r['protocol']}")
+            continue
+        keep.append(r)
+    data["results"] = keep
+    target.write_text(json.dumps(data, indent=2))
+    merge_results(target, {}, [])  # re-scores and re-renders the Markdown
+
+
+def merge_sweep(target: Path, part: dict) -> None:
+    data = json.loads(target.read_text()) if target.exists() else {"points": []}
+    seen = {json.dumps(p, sort_keys=True) for p in data["points"]}
+    data["points"] += [p for p in part["points"] if json.dumps(p, sort_keys=True) not in seen]
+    data["commands"] = sorted(set(data.get("commands", [])) | set(part.get("commands", [])))
+    data["protocol"] = part.get("protocol", data.get("protocol"))
+    target.write_text(json.dumps(data, indent=2))
+    target.with_suffix(".md").write_text(render_sweep(data))
 
 
 def main() -> None:
-    target = RESULTS / "fashion_mnist.json"
-    for part in sys.argv[1:]:
-        data = json.loads(Path(part).read_text())
-        payload = {k: v for k, v in data.items() if k not in ("results", "targets", "commands")}
-        merge_results(target, payload, data["results"])
-    merged = json.loads(target.read_text())
-    merged["targets"] = check_targets(merged)
-    target.write_text(json.dumps(merged, indent=2))
-    target.with_suffix(".md").write_text(render_markdown(merged))
+    quality, sweep = RESULTS / "fashion_mnist.json", RESULTS / "sweep.json"
+    for path in sys.argv[1:]:
+        part = json.loads(Path(path).read_text())
+        if "points" in part:
+            merge_sweep(sweep, part)
+        elif "results" in part:
+            merge_quality(quality, part)
+    drop_stale_rows(quality)
 
 
 if __name__ == "__main__":

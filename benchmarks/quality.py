@@ -39,6 +39,9 @@ from wmdd_hf.scores import scores  # noqa: E402
 from wmdd_hf.statistics import ClassStatistics  # noqa: E402
 from wmdd_hf.visualization import save_accuracy_curve  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from sweep import statistics_file  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 VALIDATION_SIZE, SPLIT_SEED = 5000, 0
 OLD_STEPS = {1: 1000, 10: 300, 50: 600}  # the previous protocol's budgets (min(1000, max(150, 30000 // N)) epochs)
@@ -78,33 +81,70 @@ def parse() -> argparse.Namespace:
         "--budget_factor", type=int, default=4, help="--stage budget: curves to this multiple of the old budget."
     )
     p.add_argument("--budget_steps", type=int, default=None, help="--stage budget: override the longest budget.")
-    p.add_argument("--full_data_steps", type=int, default=0)
+    p.add_argument("--full_data_steps", type=int, default=16000, help="--stage full_data: soft-protocol steps.")
+    p.add_argument("--full_data_hard_steps", type=int, default=8000, help="--stage full_data: hard-protocol steps.")
     p.add_argument("--iterations", type=int, default=1000, help="Synthesis steps per class batch.")
     p.add_argument("--bn_weight", type=float, default=0.1)
     p.add_argument("--init", default="noise")
+    p.add_argument(
+        "--synthesis",
+        default=None,
+        help='JSON of further DistillationArguments for the synthesised sets, e.g. \'{"loss_scale": "mean"}\', '
+        "or the path of such a file (benchmarks/sweep.py --best_out writes one).",
+    )
+    p.add_argument("--device", default=None, help="Students and teacher; default: cuda when available, else cpu.")
     p.add_argument("--work_dir", default=str(ROOT / "outputs" / "benchmark-v2"))
     p.add_argument("--results", default=str(RESULTS / "fashion_mnist.json"))
+    p.add_argument(
+        "--limit_train", type=int, default=None, help="Plumbing checks only: the first N training rows (no results)."
+    )
+    p.add_argument(
+        "--student_steps", type=int, default=None, help="Plumbing checks only: overrides the validated budget."
+    )
     p.add_argument("--device_note", default="CPU, 2 cores (the project's CI machine kind), students on 1 thread")
-    return p.parse_args()
+    args = p.parse_args()
+    args.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    args.overrides = synthesis_overrides(args)
+    return args
+
+
+def synthesis_overrides(args) -> dict:
+    """The DistillationArguments of the synthesised sets beyond the method's two losses (sorted, JSON-able)."""
+    extra = {}
+    if args.synthesis:
+        text = Path(args.synthesis).read_text() if Path(args.synthesis).is_file() else args.synthesis
+        extra = json.loads(text)
+        extra = extra.get("point", extra)  # a sweep --best_out file carries {"point": {...}, ...}
+    overrides = {"bn_weight": args.bn_weight, "init": args.init, "iterations": args.iterations, **extra}
+    return dict(sorted(overrides.items()))
+
+
+def synthesis_tag(overrides: dict) -> str:
+    """A short, stable folder suffix for a synthesis configuration."""
+    import hashlib
+
+    return hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def distil(method: str, ipc: int, args, teacher, train, work: Path) -> tuple[object, float, dict]:
     feature_loss, bn_loss = SYNTHESIS[method]
-    out = work / f"{feature_loss}-{bn_loss}-ipc{ipc}"
-    stats_file = work / "statistics.pt"
+    out = set_folder(work, method, ipc, args.overrides)
+    stats_file = work / statistics_file(args.overrides)
     if stats_file.exists() and not (out / "statistics.pt").exists():
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy(stats_file, out / "statistics.pt")  # the statistics pass does not depend on these arguments
     d_args = DistillationArguments(
         output_dir=str(out),
         images_per_class=ipc,
-        iterations=args.iterations,
         feature_loss=feature_loss,
         bn_loss=bn_loss,
-        bn_weight=args.bn_weight,
-        init=args.init,
         seed=0,
         disable_tqdm=True,
+        **args.overrides,
     )
     start = time.time()
     distiller = Distiller(teacher, d_args, train)
@@ -112,6 +152,11 @@ def distil(method: str, ipc: int, args, teacher, train, work: Path) -> tuple[obj
     if not stats_file.exists():
         shutil.copy(out / "statistics.pt", stats_file)
     return distilled, time.time() - start, distiller.metrics
+
+
+def set_folder(work: Path, method: str, ipc: int, overrides: dict) -> Path:
+    feature_loss, bn_loss = SYNTHESIS[method]
+    return work / f"{feature_loss}-{bn_loss}-ipc{ipc}-{synthesis_tag(overrides)}"
 
 
 def build_set(method: str, ipc: int, args, teacher, train, work: Path):
@@ -125,9 +170,12 @@ def build_set(method: str, ipc: int, args, teacher, train, work: Path):
         raise SystemExit(f"unknown method {method}")
     if not (work / "statistics.pt").exists() or method == "barycenter_nearest_real":
         distil("wmdd", ipc, args, teacher, train, work)
-    stats = ClassStatistics.from_state(load_checkpoint(work / "statistics.pt"))
+    stats_file = work / "statistics.pt"  # the clean pass; with augmented statistics, that run's own file
+    if not stats_file.exists() or method == "barycenter_nearest_real":
+        stats_file = set_folder(work, "wmdd", ipc, args.overrides) / "statistics.pt"
+    stats = ClassStatistics.from_state(load_checkpoint(stats_file))
     bary = (
-        load_checkpoint(work / f"wasserstein-per_class-ipc{ipc}" / "barycenters.pt")
+        load_checkpoint(set_folder(work, "wmdd", ipc, args.overrides) / "barycenters.pt")
         if method.startswith("bary")
         else None
     )
@@ -295,10 +343,13 @@ def main() -> None:
     data = load_fashion_mnist()
     train, validation = train_validation_split(data["train"], VALIDATION_SIZE, SPLIT_SEED)
     test = data["test"]
-    teacher = load_backbone(args.teacher).freeze()
+    if args.limit_train:
+        train, validation = train.select(range(args.limit_train)), validation.select(range(args.limit_train // 5))
+        test = test.select(range(args.limit_train // 5))
+    teacher = load_backbone(args.teacher).freeze().to(args.device)
     payload: dict = {
         "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]),
-        "machine": args.device_note,
+        "machine": args.device_note if args.device.type == "cpu" else f"{device_name(args.device)} (students)",
         "teacher": {
             "arch": teacher.metadata.get("architecture"),
             "path": str(Path(args.teacher).relative_to(ROOT))
@@ -306,7 +357,7 @@ def main() -> None:
             else args.teacher,
             "test_acc": teacher.metadata.get("test_acc"),
         },
-        "synthesis": {"iterations": args.iterations, "bn_weight": args.bn_weight, "init": args.init, "seed": 0},
+        "synthesis": {**args.overrides, "seed": 0},
         "notes": NOTES,
         "protocol": {
             "validation_size": VALIDATION_SIZE,
@@ -318,6 +369,8 @@ def main() -> None:
     }
     existing = read_results(results)
     steps_table = {int(k): v for k, v in existing.get("protocol", {}).get("steps", {}).items()}
+    if args.student_steps:
+        steps_table = {ipc: args.student_steps for ipc in args.ipc}
     if args.stage == "render":
         merge_results(results, {}, [])
         return
@@ -353,7 +406,7 @@ def main() -> None:
                 plot = RESULTS / "curves" / f"{tag}.png"
                 plot.parent.mkdir(parents=True, exist_ok=True)
                 seeds = list(args.seeds)
-                reuse = reused_budget_runs(existing, ipc, method, protocol, config, steps_table[ipc])
+                reuse = reused_budget_runs(existing, ipc, method, protocol, config, steps_table[ipc], args)
                 seeds = [s for s in seeds if s not in reuse]
                 result = (
                     evaluate_distilled(
@@ -364,24 +417,27 @@ def main() -> None:
                         seeds=tuple(seeds),
                         validation_dataset=validation,
                         plot_path=str(plot),
+                        device=args.device,
                     )
                     if seeds
                     else None
                 )
                 runs = [*reuse.values(), *(_runs(result) if result else [])]
                 row = make_row(method, ipc, protocol, config, runs, seconds, extra, result or {})
+                row["device"] = device_name(args.device)
+                if method in SYNTHESIS:
+                    row["synthesis"] = args.overrides
                 print(json.dumps(row), flush=True)
                 existing = merge_results(results, payload, [row])
                 if method in SYNTHESIS:
-                    write_card_scores(work, method, ipc, existing)
+                    write_card_scores(set_folder(work, method, ipc, args.overrides), method, ipc, existing)
 
 
-def write_card_scores(work: Path, method: str, ipc: int, data: dict) -> None:
+def write_card_scores(out: Path, method: str, ipc: int, data: dict) -> None:
     """Puts this set's rows (accuracy, IOR, HLR, LRS, ARS) into its dataset card and wmdd_hf.json."""
     from wmdd_hf.hub import update_distilled_metadata
 
-    feature_loss, bn_loss = SYNTHESIS[method]
-    folder = work / f"{feature_loss}-{bn_loss}-ipc{ipc}" / "distilled"
+    folder = out / "distilled"
     rows = [r for r in data["results"] if r["method"] == method and r["ipc"] == ipc]
     if not rows or not folder.exists():
         return
@@ -412,13 +468,18 @@ def _runs(result: dict) -> list[dict]:
     ]
 
 
-def reused_budget_runs(existing: dict, ipc: int, method: str, protocol: str, config, steps: int) -> dict:
-    """Seed-0 budget runs whose protocol equals this row's (same steps): reused instead of trained again."""
+def reused_budget_runs(existing: dict, ipc: int, method: str, protocol: str, config, steps: int, args) -> dict:
+    """Seed-0 budget runs whose protocol equals this row's (same steps, same set, same device kind): reused instead
+    of trained again."""
     b = existing.get("budget", {}).get(str(ipc))
     if not b or protocol != "soft" or not config.augment or not config.weighted_kd or b["max_steps"] != steps:
         return {}
     run = b.get("runs", {}).get(method)
-    return {0: run} if run else {}
+    if not run or run.get("device", "cpu") != device_name(args.device):
+        return {}
+    if method in SYNTHESIS and run.get("synthesis", b.get("synthesis")) != args.overrides:
+        return {}  # the budget curve was measured on a set made with other synthesis options
+    return {0: run}
 
 
 def make_row(method, ipc, protocol, config, runs, seconds, extra, result) -> dict:
@@ -450,7 +511,9 @@ def run_budget(ipc, args, teacher, train, validation, test, work, payload, resul
     curves, runs = {}, {}
     for method in ("random", "wmdd"):
         dataset, _, _ = build_set(method, ipc, args, teacher, train, work)
-        r = evaluate_distilled(dataset, test, teacher=teacher, config=config, seeds=(0,), validation_dataset=validation)
+        r = evaluate_distilled(
+            dataset, test, teacher=teacher, config=config, seeds=(0,), validation_dataset=validation, device=args.device
+        )
         curves[method] = r["curves"][0]
         # the test accuracy is kept for the table row (seed 0) and never looked at here
         runs[method] = {
@@ -459,6 +522,8 @@ def run_budget(ipc, args, teacher, train, validation, test, work, payload, resul
             "val_acc": r["curves"][0][-1][1],
             "curve": r["curves"][0],
             "seconds": r["seconds_per_student"],
+            "device": device_name(args.device),
+            **({"synthesis": args.overrides} if method in SYNTHESIS else {}),
         }
         print(json.dumps({"ipc": ipc, "method": method, "curve": curves[method]}), flush=True)
     chosen, gains, reason = choose_budget(curves, max_steps)
@@ -476,6 +541,7 @@ def run_budget(ipc, args, teacher, train, validation, test, work, payload, resul
         "gains": gains,
         "plot": str(plot.relative_to(ROOT)),
         "runs": runs if chosen == max_steps else {},
+        "device": device_name(args.device),
     }
     steps = {**data.get("protocol", {}).get("steps", {}), str(ipc): chosen}
     merge_results(results, {**payload, "budget": budget, "protocol": {**payload["protocol"], "steps": steps}}, [])
@@ -519,21 +585,46 @@ def publish_random(ipc, args, teacher, train, work) -> Path:
 
 
 def run_full_data(args, teacher, train, validation, test, payload, results) -> None:
-    config = EvaluationConfig(
-        steps=args.full_data_steps, batch_size=256, eval_every=args.full_data_steps // 8, progress=True
-    )
-    r = evaluate_distilled(train, test, teacher=teacher, config=config, seeds=(0,), validation_dataset=validation)
+    """The same student on all 55,000 non-validation training images: soft protocol (the teacher online, as for
+    every set) and hard labels. One long run each (seed 0); its validation curve says whether it converged by the
+    budget rule; the test split is read once, at the end."""
     data = read_results(results)
     full = data.get("full_data") or {}
-    full["soft"] = {
-        "acc_mean": r["acc_mean"],
-        "acc_std": r["acc_std"],
-        "steps": args.full_data_steps,
-        "curve": r["curves"][0],
-        "seeds": r["seeds"],
-        "seconds": r["eval_seconds"],
-    }
-    merge_results(results, {**payload, "full_data": full}, [])
+    for protocol in args.protocols:
+        steps = args.full_data_steps if protocol == "soft" else args.full_data_hard_steps
+        config = EvaluationConfig(
+            protocol=protocol, steps=steps, batch_size=256, eval_every=max(1, steps // 12), progress=False
+        )
+        r = evaluate_distilled(
+            train,
+            test,
+            teacher=teacher,
+            config=config,
+            seeds=(0,),
+            validation_dataset=validation,
+            device=args.device,
+        )
+        curve = r["curves"][0]
+        chosen, gains, reason = choose_budget({"full data": curve}, steps)
+        plot = RESULTS / "curves" / f"full-data-{protocol}.png"
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        save_accuracy_curve({"full data": curve}, plot, f"Full data, {protocol} protocol: validation accuracy")
+        full[protocol] = {
+            "acc_mean": r["acc_mean"],
+            "acc_std": r["acc_std"],
+            "steps": steps,
+            "batch_size": 256,
+            "curve": curve,
+            "seeds": r["seeds"],
+            "seconds": r["eval_seconds"],
+            "device": device_name(args.device),
+            "protocol": r["protocol"],
+            "converged": chosen < steps or gains["full data"] < 0.003,
+            "note": f"validation curve: {reason}; last-quarter gain {100 * gains['full data']:+.2f} points",
+            "plot": str(plot.relative_to(ROOT)),
+        }
+        print(json.dumps({"full_data": protocol, **{k: v for k, v in full[protocol].items() if k != "curve"}}))
+        merge_results(results, {**payload, "full_data": full}, [])
 
 
 if __name__ == "__main__":

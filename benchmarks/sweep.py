@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -42,6 +44,16 @@ def parse() -> argparse.Namespace:
     p.add_argument("--grid", default=None, help="JSON {argument: [values]} (DistillationArguments fields).")
     p.add_argument("--iterations", type=int, default=1000)
     p.add_argument("--student_steps", type=int, default=300)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="Student seeds per point (mean ± std).")
+    p.add_argument("--device", default=None, help="Students and teacher; default: cuda when available, else cpu.")
+    p.add_argument(
+        "--limit_train", type=int, default=None, help="Plumbing checks only: the first N training rows (no results)."
+    )
+    p.add_argument(
+        "--best_out",
+        default=None,
+        help="Write the best point at this IPC and student budget (by mean validation accuracy) to this JSON file.",
+    )
     p.add_argument("--teacher", default=str(ROOT / "checkpoints" / "fashion-mnist-convnet64"))
     p.add_argument("--work_dir", default=str(ROOT / "outputs" / "sweep"))
     p.add_argument("--results", default=str(RESULTS / "sweep.json"))
@@ -62,15 +74,18 @@ def main() -> None:
     grid = json.loads(args.grid) if args.grid else DEFAULT_GRID
     data = load_fashion_mnist()
     train, validation = train_validation_split(data["train"], 5000, 0)
-    teacher = load_backbone(args.teacher).freeze()
+    if args.limit_train:
+        train, validation = train.select(range(args.limit_train)), validation.select(range(args.limit_train // 5))
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    teacher = load_backbone(args.teacher).freeze().to(device)
     path = Path(args.results)
     results = json.loads(path.read_text()) if path.exists() else {"points": []}
-    done = {json.dumps(r["point"], sort_keys=True) for r in results["points"] if r["ipc"] == args.ipc}
+    done = {key(r["point"], r["ipc"], r.get("student_steps", 300), r.get("seeds", [0])) for r in results["points"]}
     work = Path(args.work_dir)
-    stats = work / "statistics.pt"
     for point in points(grid):
-        if json.dumps(point, sort_keys=True) in done:
+        if key(point, args.ipc, args.student_steps, args.seeds) in done:
             continue
+        stats = work / statistics_file(point)
         out = work / f"ipc{args.ipc}" / name_of(point)
         if stats.exists() and not (out / "statistics.pt").exists():
             out.mkdir(parents=True, exist_ok=True)
@@ -82,6 +97,7 @@ def main() -> None:
             iterations=args.iterations,
             seed=0,
             disable_tqdm=True,
+            save_plots=False,  # sweep points are compared, not published
             **point,
         )
         distiller = Distiller(teacher, d_args, train)
@@ -91,12 +107,19 @@ def main() -> None:
             stats.write_bytes((out / "statistics.pt").read_bytes())
         seconds = time.time() - start
         config = EvaluationConfig(steps=args.student_steps, eval_every=args.student_steps, progress=False)
-        r = evaluate_distilled(distilled, validation, teacher=teacher, config=config, seeds=(0,))
+        r = evaluate_distilled(
+            distilled, validation, teacher=teacher, config=config, seeds=tuple(args.seeds), device=device
+        )
         m = distiller.metrics
         row = {
             "ipc": args.ipc,
             "point": point,
             "val_acc": r["acc_mean"],  # the "test" of evaluate_distilled here IS the validation split
+            "val_acc_std": r["acc_std"],
+            "val_accs": r["accs"],
+            "seeds": list(args.seeds),
+            "student_steps": args.student_steps,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "feature_loss_end": m["feature_loss_end"],
             "bn_loss_end": m["bn_loss_end"],
             "classes_closer_than_median_real": m["classes_closer_than_median_real"],
@@ -109,30 +132,73 @@ def main() -> None:
         results["commands"] = sorted(set(results.get("commands", [])) | {cmd})
         results["protocol"] = {
             "selection": "validation split (5,000 held-out training images, seed 0); the test split is never read",
-            "student": "wmdd_convnet width 64, soft protocol, seed 0",
-            "student_steps": args.student_steps,
-            "synthesis_iterations": args.iterations,
+            "student": "wmdd_convnet width 64, soft protocol; seeds and student steps per row",
+            "synthesis_iterations": "1000 unless the point sets iterations",
         }
         path.write_text(json.dumps(results, indent=2))
         path.with_suffix(".md").write_text(render(results))
+        if args.best_out:  # after every point, so a grid cut short still names its best so far
+            write_best(results, args, Path(args.best_out))
+    if args.best_out:
+        write_best(results, args, Path(args.best_out))
+
+
+def statistics_file(options: dict) -> str:
+    """The name of the shared statistics pass for these options: it depends only on the view of the real images."""
+    if options.get("statistics_view", "clean") == "clean":
+        return "statistics.pt"
+    return f"statistics-augmented-{options.get('crop_scale_min', 0.5)}-{options.get('jitter', 0.0)}.pt"
+
+
+def key(point: dict, ipc: int, steps: int, seeds) -> str:
+    return json.dumps({"point": point, "ipc": ipc, "steps": steps, "seeds": list(seeds)}, sort_keys=True)
+
+
+def write_best(results: dict, args, out: Path) -> dict:
+    """The point with the best mean validation accuracy among those measured at this IPC, student budget and
+    seeds (ties: the first measured)."""
+    rows = [
+        r
+        for r in results["points"]
+        if r["ipc"] == args.ipc
+        and r.get("student_steps", 300) == args.student_steps
+        and r.get("seeds", [0]) == list(args.seeds)
+    ]
+    if not rows:
+        raise SystemExit("No sweep point at this IPC, budget and seeds: nothing to choose from.")
+    best = max(rows, key=lambda r: r["val_acc"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    chosen = {"point": best["point"], "val_acc": best["val_acc"], "ipc": args.ipc, "among": len(rows)}
+    out.write_text(json.dumps(chosen, indent=2))
+    print("best:", json.dumps(chosen), flush=True)
+    return chosen
 
 
 def render(results: dict) -> str:
     lines = ["# Synthesis sweep (validation accuracy)", "", *[f"- `{c}`" for c in results.get("commands", [])], ""]
     lines += [f"Protocol: `{json.dumps(results.get('protocol', {}))}`", ""]
     for ipc in sorted({r["ipc"] for r in results["points"]}):
-        rows = sorted((r for r in results["points"] if r["ipc"] == ipc), key=lambda r: -r["val_acc"])
+        rows = sorted(
+            (r for r in results["points"] if r["ipc"] == ipc),
+            key=lambda r: (r.get("student_steps", 300), len(r.get("seeds", [0])), -r["val_acc"]),
+        )
         lines += [
             f"## IPC {ipc}",
             "",
-            "| point | val % | feature end | stat end | classes closer | distil s |",
-            "|---|---|---|---|---|---|",
+            "| point | student steps | seeds | val % | feature end | stat end | classes closer | distil s | device |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
-        for i, r in enumerate(rows):
-            mark = " **(best)**" if i == 0 else ""
+        best = {}
+        for r in rows:
+            best.setdefault((r.get("student_steps", 300), len(r.get("seeds", [0]))), r["val_acc"])
+        for r in rows:
+            budget = (r.get("student_steps", 300), len(r.get("seeds", [0])))
+            mark = " **(best)**" if best[budget] == r["val_acc"] else ""
+            std = f" ± {100 * r['val_acc_std']:.2f}" if "val_acc_std" in r and len(r["seeds"]) > 1 else ""
             lines.append(
-                f"| `{json.dumps(r['point'])}`{mark} | {100 * r['val_acc']:.2f} | {r['feature_loss_end']:.4g} | "
-                f"{r['bn_loss_end']:.4g} | {r['classes_closer_than_median_real']} | {r['distill_seconds']} |"
+                f"| `{json.dumps(r['point'])}`{mark} | {budget[0]} | {budget[1]} | {100 * r['val_acc']:.2f}{std} | "
+                f"{r['feature_loss_end']:.4g} | {r['bn_loss_end']:.4g} | {r['classes_closer_than_median_real']} | "
+                f"{r['distill_seconds']} | {r.get('device', 'cpu')} |"
             )
         lines.append("")
     return "\n".join(lines)

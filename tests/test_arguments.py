@@ -41,6 +41,7 @@ def test_synthesis_options_are_checked_at_construction():
         ({"feature_norm": "norm"}, "needs loss_scale='mean'"),
         ({"crop_milestone": 2.0}, "crop_milestone"),
         ({"recipe": "paper"}, "recipe='paper'"),
+        ({"statistics_view": "crop"}, "statistics_view='crop'"),
     ):
         with pytest.raises(ValueError, match=match):
             DistillationArguments(**kwargs)

@@ -47,3 +47,79 @@ def test_plain_user_trains_a_transformers_model_with_trainer(tmp_path):
     hard = plain_user.train_and_test(train, test, 2, soft=False, seed=0, epochs=60, output_dir=str(tmp_path))
     soft = plain_user.train_and_test(train, test, 2, soft=True, seed=0, epochs=60, output_dir=str(tmp_path))
     assert hard >= 0.9 and soft >= 0.9, (hard, soft)  # dark vs bright: trivially separable
+
+
+def _row(method, ipc, acc, steps, **kw):
+    return {
+        "method": method,
+        "ipc": ipc,
+        "protocol": "soft",
+        "augment": True,
+        "weighted_kd": True,
+        "student": "wmdd_convnet {'width': 64}",
+        "steps": steps,
+        "acc_mean": acc,
+        "acc_std": 0.0,
+        "accs": [acc],
+        "seeds": [0],
+        **kw,
+    }
+
+
+def _budget(chosen, **kw):
+    return {
+        "max_steps": chosen,
+        "factor": 8,
+        "old_steps": 1000,
+        "chosen": chosen,
+        "reason": "r",
+        "gains": {"random": 0.001},
+        "plot": "p.png",
+        **kw,
+    }
+
+
+def test_merging_parts_takes_only_what_each_part_measured_and_never_mixes_budgets(tmp_path):
+    import json
+
+    merge = _load("merge_results")
+    main = tmp_path / "main.json"
+    old = [_row("random", 10, 0.80, 1200), _row("wmdd", 10, 0.81, 1200), _row("random", 1, 0.70, 4000)]
+    main.write_text(json.dumps({"results": old, "protocol": {"steps": {"10": 1200, "1": 4000}}}))
+    part = {  # a lane: a copy of the main file, plus what it measured (rows, a budget) with a device field
+        "results": [*old, _row("random", 10, 0.85, 1200, device="GPU"), _row("herding", 1, 0.72, 8000, device="GPU")],
+        "protocol": {"steps": {"10": 1200, "1": 8000}},
+        "budget": {"1": _budget(8000, device="GPU"), "10": _budget(1200)},
+        "commands": ["python benchmarks/quality.py --ipc 1"],
+    }
+    merge.merge_quality(main, part)
+    merge.drop_stale_rows(main)
+    data = json.loads(main.read_text())
+    rows = {(r["method"], r["ipc"]): r for r in data["results"]}
+    assert rows[("random", 10)]["acc_mean"] == 0.85  # replaced by the part's own measurement
+    assert rows[("wmdd", 10)]["acc_mean"] == 0.81  # untouched: the part only carried a copy
+    assert ("random", 1) not in rows  # measured at the old IPC 1 budget: dropped, not mixed with the new one
+    assert rows[("herding", 1)]["steps"] == 8000
+    assert data["protocol"]["steps"] == {"10": 1200, "1": 8000}
+    assert data["budget"] == {"1": _budget(8000, device="GPU")}  # the copied, unmeasured budget is not taken
+    assert abs(rows[("wmdd", 10)]["ior"] - (0.81 - 0.85)) < 1e-12  # scores recomputed against the new random row
+    assert (tmp_path / "main.md").exists()
+
+
+def test_the_sweep_names_its_best_point_among_equal_budgets_only(tmp_path):
+    import argparse
+    import json
+
+    sweep = _load("sweep")
+    results = {
+        "points": [
+            {"ipc": 10, "point": {"a": 1}, "val_acc": 0.80, "student_steps": 1200, "seeds": [0, 1, 2]},
+            {"ipc": 10, "point": {"a": 2}, "val_acc": 0.82, "student_steps": 1200, "seeds": [0, 1, 2]},
+            {"ipc": 10, "point": {"a": 3}, "val_acc": 0.90, "student_steps": 300, "seeds": [0]},  # other budget
+            {"ipc": 1, "point": {"a": 4}, "val_acc": 0.95, "student_steps": 1200, "seeds": [0, 1, 2]},  # other IPC
+        ]
+    }
+    args = argparse.Namespace(ipc=10, student_steps=1200, seeds=[0, 1, 2])
+    best = sweep.write_best(results, args, tmp_path / "best.json")
+    assert best["point"] == {"a": 2} and best["among"] == 2
+    assert json.loads((tmp_path / "best.json").read_text())["point"] == {"a": 2}

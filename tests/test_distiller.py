@@ -243,3 +243,25 @@ def test_init_from_patches_starts_from_crops_the_teacher_recognises(tmp_path, ti
     assert float((pred == labels).float().mean()) >= 0.5
     with pytest.raises(DatasetValidationError, match="init='patches' needs a map-style Dataset"):
         Distiller(tiny_teacher, _args(tmp_path / "x", init="patches"), small_train.to_iterable_dataset())
+
+
+def test_augmented_statistics_describe_the_views_synthesis_sees(tmp_path, tiny_teacher, small_train):
+    """statistics_view='augmented': every kept feature is the teacher's feature of one view of its real image,
+    drawn from the synthesis augmentation (crop_scale_min, flip) by (seed, row) alone."""
+    from wmdd_hf.augment import apply_views
+    from wmdd_hf.statistics import row_views
+
+    args = _args(tmp_path, iterations=1, statistics_view="augmented", crop_scale_min=0.3, save_plots=False, seed=7)
+    d = Distiller(tiny_teacher, args, small_train)
+    d.distill()
+    stats = d._statistics()
+    views = args.synthesis_config().augment
+    assert views.scale == (0.3, 1.0)
+    for k in (0, 9):
+        rows = stats.rows[k]
+        real = torch.stack([torch.from_numpy(np.asarray(small_train[int(r)]["image"], dtype=np.float32)) for r in rows])
+        with torch.no_grad():
+            clean = tiny_teacher(real[:, None] / 255)[1]
+            seen = tiny_teacher(apply_views(real[:, None] / 255, row_views(rows, views, seed=7)))[1]
+        torch.testing.assert_close(stats.features[k], seen, rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(stats.features[k], clean, rtol=1e-3, atol=1e-3)

@@ -143,3 +143,30 @@ def test_fast_moments_have_the_gradients_of_var_mean():
     var, ref = torch.var_mean(x, dim=(2, 3), correction=0)
     (ref.pow(2).sum() + var.sum()).backward()
     torch.testing.assert_close(fast, x.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_augmented_statistics_see_one_view_per_row_whatever_the_batching():
+    from wmdd_hf.augment import AugmentConfig, apply_views
+    from wmdd_hf.statistics import row_views
+
+    torch.manual_seed(0)
+    b = load_backbone("wmdd_convnet", num_classes=3, in_chans=1, width=8, pretrained=False).eval()
+    images, labels = _data(n=60)
+    views = AugmentConfig(scale=(0.5, 1.0), flip=True)
+    one = collect_class_statistics(b, _batches(images, labels, 16), 3, seed=3, views=views)
+    other = collect_class_statistics(b, list(reversed(_batches(images, labels, 7))), 3, seed=3, views=views)
+    clean = collect_class_statistics(b, _batches(images, labels, 16), 3, seed=3)
+    # the expected features, computed directly: each row through the view drawn from (seed, row) alone
+    params = row_views(torch.arange(60), views, seed=3)
+    assert torch.equal(params[5], row_views(torch.tensor([5]), views, seed=3)[0])
+    assert not torch.equal(params, row_views(torch.arange(60), views, seed=4))
+    with torch.no_grad():
+        _, feats = b(apply_views(images.float() / 255, params))
+    for k in range(3):
+        order = torch.argsort(other.rows[k])
+        torch.testing.assert_close(one.features[k], feats[labels == k], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(other.features[k][order], one.features[k], rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(clean.features[k], one.features[k])
+    for name in one.norms:
+        torch.testing.assert_close(other.norms[name].mean, one.norms[name].mean, rtol=1e-4, atol=1e-6)
+        assert not torch.allclose(clean.norms[name].mean, one.norms[name].mean)

@@ -132,6 +132,14 @@ class DistillationArguments:
             "terms keep the augmented view); 'augmented': the view's features."
         },
     )
+    statistics_view: str = field(
+        default="clean",
+        metadata={
+            "help": "'clean': features and norm statistics of the real images as they are; 'augmented': of one "
+            "random view per image from the synthesis augmentation (crop_scale_min, flip), so the barycenter "
+            "points are targets the augmented synthetic views can reach."
+        },
+    )
     synthesis_precision: str = field(
         default="fp32",
         metadata={
@@ -189,6 +197,7 @@ class DistillationArguments:
         one_of("barycenter_weights", BARYCENTER_WEIGHTS)
         one_of("barycenter_solver", BARYCENTER_SOLVERS)
         one_of("init", INITS)
+        one_of("statistics_view", ("clean", "augmented"))
         if self.images_per_class < 1:
             raise ValueError(f"images_per_class={self.images_per_class}: it must be at least 1.")
         for name in ("iterations", "batch_size", "stats_batch_size", "barycenter_iterations", "logging_steps"):

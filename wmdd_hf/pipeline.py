@@ -90,7 +90,8 @@ def statistics_stage(run: Run) -> ClassStatistics:
         run.decoded = None  # resumed: the decoded array is not needed
         return ClassStatistics.from_state(ckpt.load(path))
     acc, a, spec, ds = run.accelerator, run.args, run.teacher.spec, run.dataset
-    collect = dict(max_features_per_class=a.max_features_per_class, seed=a.seed, progress=run.progress)
+    views = a.synthesis_config().augment if a.statistics_view == "augmented" else None
+    collect = dict(max_features_per_class=a.max_features_per_class, seed=a.seed, progress=run.progress, views=views)
     if isinstance(ds, Dataset):
         with acc.split_between_processes(list(range(len(ds)))) as rows:
             if fits_in_memory(ds, spec):

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .augment import AugmentConfig, apply_views, sample_views
 from .backbones import Backbone, norm_channel_dim, norm_kind
 
 
@@ -222,6 +223,15 @@ class _Reservoir:
         return features, rows
 
 
+def row_views(rows: torch.Tensor, config: AugmentConfig, seed: int) -> torch.Tensor:
+    """``(B, 5)`` view parameters (see :mod:`wmdd_hf.augment`), each drawn from a generator seeded by
+    ``(seed, row)`` only."""
+    out = torch.empty(len(rows), 5)
+    for i, row in enumerate(rows.tolist()):
+        out[i] = sample_views(1, config, torch.Generator().manual_seed(seed * 1_000_003 + int(row)))[0]
+    return out
+
+
 @torch.no_grad()
 def collect_class_statistics(
     backbone: Backbone,
@@ -232,8 +242,14 @@ def collect_class_statistics(
     seed: int = 0,
     progress: bool = False,
     total: int | None = None,
+    views: AugmentConfig | None = None,
 ) -> ClassStatistics:
     """Runs the frozen ``backbone`` once over ``batches`` of ``(uint8 images (B, C, H, W), labels (B,), rows (B,))``.
+
+    ``views``: when given, every image is seen through one random view of this augmentation (the one synthesis
+    uses), drawn from its row and ``seed`` alone (:func:`row_views`), so features and moments describe the
+    augmented real distribution that synthesis's augmented views are compared with, identically whatever the
+    batching or the number of processes.
 
     Returns per-class features (float32, CPU; with ``max_features_per_class``, the seeded bottom-k subset of
     :class:`_Reservoir`: the same rows whatever the batching or the number of processes) and per-class moments of the
@@ -261,7 +277,10 @@ def collect_class_statistics(
         ):
             labels = labels.long()
             current["labels"] = labels
-            _, feats = backbone(images.to(device).float().div_(255))
+            pixels = images.to(device).float().div_(255)
+            if views is not None:
+                pixels = apply_views(pixels, row_views(rows, views, seed))
+            _, feats = backbone(pixels)
             reservoir.add(feats.float().cpu(), labels.cpu(), rows.long().cpu())
             counts += torch.bincount(labels.cpu(), minlength=num_classes).double()
     finally:

@@ -194,6 +194,12 @@ def synthesize_batch(
     pixels = images.detach().clone().to(device).requires_grad_(True)
     optimizer = torch.optim.Adam([pixels], lr=config.learning_rate, betas=(0.5, 0.9))
     layers = backbone.norm_layers() if config.bn_loss != "none" else []
+    if layers:  # the targets on the pixels' device once, not a host-to-device copy per layer per step
+        names = [n for n, _ in layers]
+        rows = classes if config.bn_loss == "per_class" else slice(None)
+        targets = NormTargets(
+            {n: targets.mean[n].to(device)[rows] for n in names}, {n: targets.var[n].to(device)[rows] for n in names}
+        )
     bn_terms: list[torch.Tensor] = []
 
     first_layer = layers[0][0] if layers else None
@@ -207,11 +213,11 @@ def synthesize_batch(
         dim = channel_dim(module)
         if config.bn_loss == "per_class":
             mean, var = weighted_class_moments(x, slots, weights, len(classes), dim)
-            t_mean, t_var = targets.mean[name].to(device)[classes], targets.var[name].to(device)[classes]
+            t_mean, t_var = targets.mean[name], targets.var[name]
         else:
             uniform = torch.full_like(weights, 1.0 / len(weights))
             mean, var = weighted_class_moments(x, torch.zeros_like(slots), uniform, 1, dim)
-            t_mean, t_var = targets.mean[name].to(device), targets.var[name].to(device)
+            t_mean, t_var = targets.mean[name], targets.var[name]
         if config.loss_scale == "sum":
             bn_terms.append((mean - t_mean).pow(2).sum() + (var - t_var).pow(2).sum())
         else:  # per class: ||mean - M|| + ||var - V||, averaged over classes; the first layer weighted

@@ -126,6 +126,12 @@ def synthesis_tag(overrides: dict) -> str:
     return hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
 
 
+def curves_dir(args) -> Path:
+    """Curves go beside the results file (benchmarks/results/curves for the main one; a part's own folder for a
+    part, copied here when it is merged)."""
+    return Path(args.results).resolve().parent / "curves"
+
+
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
@@ -403,7 +409,7 @@ def main() -> None:
                     + ("-noaug" if args.no_augment else "")
                     + ("-unweighted" if args.unweighted else "")
                 )
-                plot = RESULTS / "curves" / f"{tag}.png"
+                plot = curves_dir(args) / f"{tag}.png"
                 plot.parent.mkdir(parents=True, exist_ok=True)
                 seeds = list(args.seeds)
                 reuse = reused_budget_runs(existing, ipc, method, protocol, config, steps_table[ipc], args)
@@ -527,7 +533,7 @@ def run_budget(ipc, args, teacher, train, validation, test, work, payload, resul
         }
         print(json.dumps({"ipc": ipc, "method": method, "curve": curves[method]}), flush=True)
     chosen, gains, reason = choose_budget(curves, max_steps)
-    plot = RESULTS / "curves" / f"budget-ipc{ipc}.png"
+    plot = curves_dir(args) / f"budget-ipc{ipc}.png"
     plot.parent.mkdir(parents=True, exist_ok=True)
     save_accuracy_curve(curves, plot, f"IPC {ipc}: validation accuracy, soft protocol, seed 0 (chosen {chosen})")
     data = read_results(results)
@@ -539,7 +545,7 @@ def run_budget(ipc, args, teacher, train, validation, test, work, payload, resul
         "chosen": chosen,
         "reason": reason,
         "gains": gains,
-        "plot": str(plot.relative_to(ROOT)),
+        "plot": f"benchmarks/results/curves/{plot.name}",
         "runs": runs if chosen == max_steps else {},
         "device": device_name(args.device),
     }
@@ -606,7 +612,7 @@ def run_full_data(args, teacher, train, validation, test, payload, results) -> N
         )
         curve = r["curves"][0]
         chosen, gains, reason = choose_budget({"full data": curve}, steps)
-        plot = RESULTS / "curves" / f"full-data-{protocol}.png"
+        plot = curves_dir(args) / f"full-data-{protocol}.png"
         plot.parent.mkdir(parents=True, exist_ok=True)
         save_accuracy_curve({"full data": curve}, plot, f"Full data, {protocol} protocol: validation accuracy")
         full[protocol] = {
@@ -621,7 +627,7 @@ def run_full_data(args, teacher, train, validation, test, payload, results) -> N
             "protocol": r["protocol"],
             "converged": chosen < steps or gains["full data"] < 0.003,
             "note": f"validation curve: {reason}; last-quarter gain {100 * gains['full data']:+.2f} points",
-            "plot": str(plot.relative_to(ROOT)),
+            "plot": f"benchmarks/results/curves/{plot.name}",
         }
         print(json.dumps({"full_data": protocol, **{k: v for k, v in full[protocol].items() if k != "curve"}}))
         merge_results(results, {**payload, "full_data": full}, [])

@@ -67,7 +67,12 @@ def merge_sweep(target: Path, part: dict) -> None:
 
 def main() -> None:
     quality, sweep = RESULTS / "fashion_mnist.json", RESULTS / "sweep.json"
+    import shutil
+
     for path in sys.argv[1:]:
+        for png in sorted((Path(path).parent / "curves").glob("*.png")):  # a part's curves, beside its file
+            (RESULTS / "curves").mkdir(exist_ok=True)
+            shutil.copy(png, RESULTS / "curves" / png.name)
         part = json.loads(Path(path).read_text())
         if "points" in part:
             merge_sweep(sweep, part)

@@ -21,7 +21,8 @@ from PIL import Image as PILImage
 
 logger = logging.getLogger(__name__)
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+#: Debian's dataset-fashion-mnist files; WMDD_HF_FASHION_MNIST_DIR points elsewhere (a machine without the package).
+FASHION_MNIST_DIR = Path(os.environ.get("WMDD_HF_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 FASHION_MNIST_HUB_ID = "zalando-datasets/fashion_mnist"
 FASHION_MNIST_CLASSES = [
     "T-shirt/top",

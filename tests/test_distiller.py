@@ -94,7 +94,7 @@ def test_rerun_resumes_and_different_arguments_are_refused(tmp_path, tiny_teache
     again.distill()
     assert again.state.skipped_batches == 2 and again.state.synthesized_batches == 0
     assert len([e for e in read_events(args.output_dir) if e["stage"] == "synthesis"]) == 2
-    with pytest.raises(OutputDirError, match=r"bn_weight: 0.1 -> 0.5"):
+    with pytest.raises(OutputDirError, match=r"bn_weight: 10.0 -> 0.5"):
         Distiller(
             tiny_teacher, _args(tmp_path, iterations=5, soft_label_epochs=0, bn_weight=0.5), small_train
         ).distill()
@@ -106,6 +106,22 @@ def test_rerun_resumes_and_different_arguments_are_refused(tmp_path, tiny_teache
     fresh.distill()
     assert fresh.state.synthesized_batches == 2
     assert json.loads((tmp_path / "run" / "run_config.json").read_text())["bn_weight"] == 0.5
+
+
+def test_a_run_from_before_loss_scale_existed_resumes_only_with_its_own_scale(tmp_path, tiny_teacher, small_train):
+    """The default loss_scale changed ('sum' -> 'mean'): a run folder written before the argument existed was run
+    with 'sum', so resuming it with the new default is refused instead of mixing two losses in one set."""
+    args = _args(tmp_path, iterations=2, soft_label_epochs=0, loss_scale="sum", bn_weight=0.1, save_plots=False)
+    Distiller(tiny_teacher, args, small_train).distill()
+    path = tmp_path / "run" / "run_config.json"
+    config = json.loads(path.read_text())
+    del config["loss_scale"]  # as an older version wrote it
+    path.write_text(json.dumps(config))
+    with pytest.raises(OutputDirError, match=r"loss_scale: None -> 'mean'"):
+        Distiller(tiny_teacher, _args(tmp_path, iterations=2, soft_label_epochs=0, bn_weight=0.1), small_train).distill()
+    again = Distiller(tiny_teacher, args, small_train)
+    again.distill()
+    assert again.state.synthesized_batches == 0 and again.state.skipped_batches == 2
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,9 @@ from .synthesis import BN_LOSSES, FEATURE_LOSSES, SynthesisConfig
 
 INITS = ("noise", "real", "patches")
 RECIPES = ("official",)
+#: What a run folder written before an argument existed was run with, where that is not the argument's current
+#: default (resume compares a missing key with this value, so a changed default never passes for the old behaviour).
+BEFORE_THE_ARGUMENT = {"loss_scale": "sum"}
 #: recipe="official": the loss and schedule of the official WMDD code (its argument defaults).
 OFFICIAL_RECIPE = {
     "loss_scale": "official",
@@ -61,7 +64,13 @@ class DistillationArguments:
     learning_rate: float = field(
         default=0.1, metadata={"help": "Adam learning rate on pixels in [0, 1] (cosine decay)."}
     )
-    bn_weight: float = field(default=0.1, metadata={"help": "lambda: weight of the per-class norm-statistics term."})
+    bn_weight: float = field(
+        default=10.0,
+        metadata={
+            "help": "lambda: weight of the per-class norm-statistics term (a ratio with loss_scale='mean'; 10 chosen "
+            "on validation at IPC 10, benchmarks/results/sweep.md; 100 at IPC 1)."
+        },
+    )
     feature_loss: str = field(
         default="wasserstein",
         metadata={"help": "Feature term: 'wasserstein' (match barycenter points) or 'cross_entropy'."},
@@ -111,7 +120,7 @@ class DistillationArguments:
         },
     )
     loss_scale: str = field(
-        default="sum",
+        default="mean",
         metadata={
             "help": "'sum' (sums of squares), 'mean' (lambda as a ratio: feature term a mean over images, "
             "statistic term a mean of per-layer norms) or 'official' (the official code's terms)."

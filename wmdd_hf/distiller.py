@@ -24,7 +24,7 @@ from datasets import Dataset, IterableDataset
 
 from . import checkpoint as ckpt
 from . import pipeline
-from .arguments import DistillationArguments
+from .arguments import BEFORE_THE_ARGUMENT, DistillationArguments
 from .backbones import Backbone, load_backbone
 from .data import DatasetValidationError, validate_dataset
 from .pipeline import class_seed, dataset_fingerprint, nearest_real_rows, point_distances
@@ -206,7 +206,7 @@ class Distiller:
         """Resume check (refuses a different run), the decode pass, then a fresh ``run_config.json``."""
         acc, a = self.accelerator, self.args
         config = self._run_config()
-        defaults = DistillationArguments(output_dir=a.output_dir).result_arguments()
+        defaults = {**DistillationArguments(output_dir=a.output_dir).result_arguments(), **BEFORE_THE_ARGUMENT}
         resuming = ckpt.check_run_config(self.output_dir, config, a.overwrite_output_dir, defaults)
         if resuming and config["dataset_fingerprint"] is None:
             raise ckpt.OutputDirError(

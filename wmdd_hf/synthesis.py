@@ -73,12 +73,12 @@ class SynthesisConfig:
 
     iterations: int = 1000
     learning_rate: float = 0.1
-    bn_weight: float = 0.1
+    bn_weight: float = 10.0
     feature_loss: str = "wasserstein"
     bn_loss: str = "per_class"
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(scale=(0.5, 1.0), flip=True, jitter=0.0))
     log_every: int = 50
-    loss_scale: str = "sum"
+    loss_scale: str = "mean"
     feature_norm: str = "squared"
     first_bn_multiplier: float = 1.0
     ce_weight: float = 0.0

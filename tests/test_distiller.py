@@ -118,7 +118,9 @@ def test_a_run_from_before_loss_scale_existed_resumes_only_with_its_own_scale(tm
     del config["loss_scale"]  # as an older version wrote it
     path.write_text(json.dumps(config))
     with pytest.raises(OutputDirError, match=r"loss_scale: None -> 'mean'"):
-        Distiller(tiny_teacher, _args(tmp_path, iterations=2, soft_label_epochs=0, bn_weight=0.1), small_train).distill()
+        Distiller(
+            tiny_teacher, _args(tmp_path, iterations=2, soft_label_epochs=0, bn_weight=0.1), small_train
+        ).distill()
     again = Distiller(tiny_teacher, args, small_train)
     again.distill()
     assert again.state.synthesized_batches == 0 and again.state.skipped_batches == 2

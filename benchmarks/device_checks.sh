@@ -8,14 +8,10 @@
 #    multiprocess, fsspec) and Fashion-MNIST's IDX files in .fmnist/ (both git-ignored, named in the call's carry).
 # 2. benchmarks/gpu.py alone (its timings need a quiet GPU) while the dataset cache is built.
 # 3. Lanes in parallel, one process each on the one GPU, each a sequence of benchmark commands that merge into
-#    their own results file under $RESULTS (merged into benchmarks/results/ afterwards by merge_results.py):
-#      refs   device smoke check; full-data students (soft and hard)
-#      sweep10  the synthesis grid at IPC 10 on validation (3 seeds, validated budget) -> best10.chosen.json
-#      rows10   then the wmdd rows at IPC 10 with that point (soft, hard, no augmentation, unweighted), the ablations
-#      base10 random / herding / k-center / nearest-to-barycenter at IPC 10 (soft), random hard and unaugmented
-#      ipc50  budget at IPC 50, the real baselines, then wmdd with best10.json
-#      ipc1   budget at IPC 1 (8x the old), the real baselines
-#      sweep1 the grid at IPC 1 (inits, lambda) -> best1.json, then wmdd at IPC 1 with it
+#    their own results file under $RESULTS; afterwards, here:
+#      python benchmarks/merge_results.py <the files under $RESULTS>
+#    The lanes are the rows still missing from benchmarks/results/fashion_mnist.json (see section 3 below; the
+#    first GPU session's lanes are in git history: budgets, references, sweeps and the core rows).
 #    Every command stops at the deadline (BUDGET seconds after the start); whatever finished is in the files.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,16 +22,16 @@ DEVICE=${DEVICE:-cuda}
 RESULTS=${RESULTS:-outputs/device-results}
 WORK=${WORK:-outputs/device-work}
 mkdir -p "$RESULTS" "$WORK"
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 if [ -n "${QUICK:-}" ]; then  # tiny sizes: checks the plumbing, measures nothing
   SYN="--iterations 3 --limit_train 1000 --student_steps 12"; SW="--iterations 3 --student_steps 6 --limit_train 1000"; SW1="$SW"
   B50="--budget_steps 12"; B1="--budget_steps 12"; FULL="--full_data_steps 12 --full_data_hard_steps 12"
-  SMOKE="--per_class 50"; GPU="--steps 2 --size 32 --classes 2 --ipc 2"
+  SMOKE="--per_class 50"; GPU="--steps 2 --size 32 --classes 2 --ipc 2"; PLAIN="--epochs 1 --seeds 0"
 else
   SYN=""; SW="--student_steps 1200"; SW1="--student_steps 4000"
   B50="--budget_factor 8"; B1="--budget_factor 8"; FULL="--full_data_steps 16000 --full_data_hard_steps 8000"
-  SMOKE=""; GPU="--steps 20 --compile"
+  SMOKE=""; GPU="--steps 20 --compile"; PLAIN=""
 fi
 
 run() {  # run CMD... with what is left of the budget; skipped near the deadline
@@ -72,84 +68,56 @@ timeout 200 python3 benchmarks/gpu.py --device "$DEVICE" $GPU --results "$RESULT
 wait $CACHE
 
 # ---- 3. lanes ----------------------------------------------------------------------------------------------------
-for part in refs base10 ipc50 ipc1; do  # quality parts start from the main file (its budgets); sweeps start empty
-  cp benchmarks/results/fashion_mnist.json "$RESULTS/$part.json"
-done
+# What is still missing from benchmarks/results/fashion_mnist.json (the first GPU session, 2026-11-30, measured the
+# budgets, the full-data references, the core rows at IPC 10 and 50, the hard protocol and the 2x2 ablation).
 Q="python3 benchmarks/quality.py --device $DEVICE $SYN"
+IPC1='{"bn_weight": 100.0}'  # the IPC 1 point chosen on validation (configs/fashion_mnist_ipc1.yaml)
+part() { cp benchmarks/results/fashion_mnist.json "$RESULTS/$1.json"; echo "--results $RESULTS/$1.json --work_dir $WORK/$1"; }
 
-lane_refs() {
+lane_smoke() {
   run python3 benchmarks/device_smoke.py --device "$DEVICE" $SMOKE --results "$RESULTS/device_smoke.json"
-  run $Q --stage full_data --protocols soft hard $FULL --results "$RESULTS/refs.json" --work_dir "$WORK/refs"
 }
-
-lane_sweep10() {  # the grid, most informative points first; best10.chosen.json is fixed once the core points ran
-  local S="python3 benchmarks/sweep.py --ipc 10 --device $DEVICE --seeds 0 1 2 $SW --work_dir $WORK/sweep10"
-  S="$S --results $RESULTS/sweep10.json --best_out $RESULTS/best10.json"
-  run $S --grid '{"loss_scale": ["mean"], "bn_weight": [10.0, 100.0]}'
-  run $S --grid '{"loss_scale": ["sum"], "bn_weight": [0.1]}'
-  run $S --grid '{"loss_scale": ["mean"], "bn_weight": [100.0], "statistics_view": ["augmented"]}'
-  run $S --grid '{"loss_scale": ["mean"], "bn_weight": [100.0], "init": ["patches"]}'
-  cp "$RESULTS/best10.json" "$RESULTS/best10.chosen.json" && touch "$RESULTS/best10.done"
-  run $S --grid '{"loss_scale": ["mean"], "bn_weight": [10.0], "statistics_view": ["augmented"]}'
-  run $S --grid '{"loss_scale": ["mean"], "bn_weight": [100.0], "init": ["real"]}'
-  run $S --grid '{"loss_scale": ["mean"], "bn_weight": [1000.0]}'
-  run $S --grid '{"recipe": ["official"]}'
+lane_ipc1_herding() { local W; W=$(part ipc1_herding); run $Q --ipc 1 --methods herding --seeds 0 1 2 $W; }
+lane_ipc1_nearest() {
+  local W; W=$(part ipc1_nearest)
+  run $Q --ipc 1 --methods barycenter_nearest_real --seeds 0 1 2 $W --synthesis "$IPC1"
 }
-
-lane_rows10() {  # the wmdd rows at IPC 10 with the chosen point
-  wait_for "$RESULTS/best10.done" || return 1
-  cp benchmarks/results/fashion_mnist.json "$RESULTS/rows10.json"
-  local W="--results $RESULTS/rows10.json --work_dir $WORK/rows10 --synthesis $RESULTS/best10.chosen.json"
-  run $Q --ipc 10 --methods wmdd --seeds 0 1 2 $W
-  run $Q --ipc 10 --methods wmdd --protocols hard --seeds 0 1 2 $W
-  run $Q --ipc 10 --methods ablation_cross_entropy_per_class ablation_wasserstein_global --seeds 0 1 2 $W
-  run $Q --ipc 10 --methods wmdd --no_augment --seeds 0 1 2 $W
+lane_ipc1_kcenter() { local W; W=$(part ipc1_kcenter); run $Q --ipc 1 --methods kcenter --seeds 0 1 2 $W; }
+lane_ipc1_noaug() {
+  local W; W=$(part ipc1_noaug)
+  run $Q --ipc 1 --methods random --no_augment --seeds 0 1 2 $W
+  run $Q --ipc 1 --methods wmdd --no_augment --seeds 0 1 2 $W --synthesis "$IPC1"
+}
+lane_noaug10() {  # ARS inputs at IPC 10
+  local W; W=$(part noaug10)
+  run $Q --ipc 10 --methods wmdd herding barycenter_nearest_real kcenter --no_augment --seeds 0 1 2 $W
+}
+lane_variants10() {  # the unweighted ablation, SRe2L, the official recipe and each init, under their own row names
+  local W; W=$(part variants10)
   run $Q --ipc 10 --methods wmdd --unweighted --seeds 0 1 2 $W
   run $Q --ipc 10 --methods sre2l --seeds 0 1 2 $W
+  run $Q --ipc 10 --methods wmdd --row_name wmdd_official --synthesis '{"recipe": "official"}' --seeds 0 1 2 $W
+  run $Q --ipc 10 --methods wmdd --row_name wmdd_init_real --init real --seeds 0 1 2 $W
+  run $Q --ipc 10 --methods wmdd --row_name wmdd_init_patches --init patches --seeds 0 1 2 $W
 }
-
-lane_base10() {
-  local W="--results $RESULTS/base10.json --work_dir $WORK/base10"
-  run $Q --ipc 10 --methods random herding kcenter --seeds 0 1 2 $W
-  run $Q --ipc 10 --methods random --protocols hard --seeds 0 1 2 $W
-  run $Q --ipc 10 --methods random --no_augment --seeds 0 1 2 $W
-  run $Q --ipc 10 --methods barycenter_nearest_real --seeds 0 1 2 $W
-}
-
 lane_ipc50() {
-  local W="--results $RESULTS/ipc50.json --work_dir $WORK/ipc50"
-  run $Q --stage budget --ipc 50 $B50 $W
-  run $Q --ipc 50 --methods random herding kcenter --seeds 0 1 2 $W
-  wait_for "$RESULTS/best10.done" && run $Q --ipc 50 --methods wmdd --seeds 0 1 2 $W --synthesis "$RESULTS/best10.chosen.json"
-  run $Q --ipc 50 --methods barycenter_nearest_real --seeds 0 1 2 $W
+  local W; W=$(part ipc50)
+  run $Q --ipc 50 --methods barycenter_nearest_real kcenter --seeds 0 1 2 $W
+  run $Q --ipc 50 --methods random wmdd --no_augment --seeds 0 1 2 $W
+}
+lane_plain() {  # the plain-user rows with the current default set
+  local W=$WORK/plain
+  cp benchmarks/results/fashion_mnist.json "$RESULTS/plain.json"
+  run $Q --ipc 10 --methods wmdd --seeds 0 --results "$RESULTS/plain-set.json" --work_dir "$W" || return 1
+  run $Q --stage publish_random --ipc 10 --results "$RESULTS/plain-set.json" --work_dir "$W" || return 1
+  local source
+  source=$(python3 -c "from wmdd_hf.data import default_cache_dir; print(default_cache_dir() / 'fashion_mnist-v2')")
+  run python3 benchmarks/plain_user.py --distilled "$(ls -d "$W"/wasserstein-per_class-ipc10-*/distilled | head -1)" \
+    --random "$W/random-ipc10-published" --source "$source" --seeds 0 1 2 --results "$RESULTS/plain.json" \
+    --output_dir "$W/plain_user" $PLAIN
 }
 
-lane_ipc1() {
-  local W="--results $RESULTS/ipc1.json --work_dir $WORK/ipc1"
-  run $Q --stage budget --ipc 1 $B1 $W && touch "$RESULTS/budget1.done"
-  run $Q --ipc 1 --methods random herding kcenter barycenter_nearest_real --seeds 0 1 2 $W
-}
-
-lane_sweep1() {
-  local S="python3 benchmarks/sweep.py --ipc 1 --device $DEVICE --seeds 0 1 2 $SW1 --work_dir $WORK/sweep1"
-  S="$S --results $RESULTS/sweep1.json --best_out $RESULTS/best1.json"
-  run $S --grid '{"loss_scale": ["mean"], "bn_weight": [100.0], "init": ["patches", "noise"]}'
-  run $S --grid '{"loss_scale": ["sum"], "bn_weight": [0.1], "init": ["noise", "patches"]}'
-  run $S --grid '{"loss_scale": ["mean"], "bn_weight": [100.0], "init": ["real"]}'
-  # wmdd at IPC 1 with its own best point, at the budget the ipc1 lane chose (in its results file)
-  wait_for "$RESULTS/budget1.done" || return 1
-  python3 - "$RESULTS/ipc1.json" "$RESULTS/sweep1-rows.json" <<'EOF'
-import json, sys
-src, dst = json.load(open(sys.argv[1])), json.load(open("benchmarks/results/fashion_mnist.json"))
-dst.setdefault("protocol", {}).setdefault("steps", {})["1"] = src["protocol"]["steps"]["1"]
-dst.setdefault("budget", {})["1"] = src["budget"]["1"]
-json.dump(dst, open(sys.argv[2], "w"), indent=2)
-EOF
-  run $Q --ipc 1 --methods wmdd --seeds 0 1 2 --results "$RESULTS/sweep1-rows.json" --work_dir "$WORK/sweep1-rows" \
-    --synthesis "$RESULTS/best1.json"
-}
-
-for lane in ${LANES:-refs sweep10 rows10 base10 ipc50 ipc1 sweep1}; do
+for lane in ${LANES:-smoke ipc1_herding ipc1_nearest ipc1_kcenter ipc1_noaug noaug10 variants10 ipc50 plain}; do
   "lane_$lane" >"$RESULTS/lane-$lane.log" 2>&1 &
 done
 wait

@@ -29,6 +29,13 @@ def merge_quality(target: Path, part: dict) -> None:
         steps = {**data.get("protocol", {}).get("steps", {})}
         steps.update({ipc: part["protocol"]["steps"][ipc] for ipc in budgets})
         payload["protocol"] = {"steps": steps}
+    plain = [r for r in part.get("plain_user", []) if "device" in r]
+    if plain:
+        data = json.loads(target.read_text())
+        new = {(r["method"], r["ipc"], r["labels"]) for r in plain}
+        data["plain_user"] = [r for r in data.get("plain_user", []) if (r["method"], r["ipc"], r["labels"]) not in new]
+        data["plain_user"] += plain
+        target.write_text(json.dumps(data, indent=2))
     full = {k: v for k, v in (part.get("full_data") or {}).items() if "device" in v}
     if full:
         data = json.loads(target.read_text())

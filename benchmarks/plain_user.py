@@ -155,6 +155,8 @@ def main() -> None:
                 "epochs": args.epochs,
                 "student": "transformers ResNet (basic, 32-64-128, depths 1-1-1)",
                 "seconds": round(time.time() - start, 1),
+                "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+                "set": str(args.distilled if method == "wmdd" else args.random),
             }
             print(json.dumps(row), flush=True)
             rows.append(row)

@@ -84,8 +84,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--full_data_steps", type=int, default=16000, help="--stage full_data: soft-protocol steps.")
     p.add_argument("--full_data_hard_steps", type=int, default=8000, help="--stage full_data: hard-protocol steps.")
     p.add_argument("--iterations", type=int, default=1000, help="Synthesis steps per class batch.")
-    p.add_argument("--bn_weight", type=float, default=0.1)
-    p.add_argument("--init", default="noise")
+    p.add_argument("--bn_weight", type=float, default=None, help="Default: DistillationArguments' default.")
+    p.add_argument("--init", default=None, help="Default: DistillationArguments' default.")
     p.add_argument(
         "--synthesis",
         default=None,
@@ -93,6 +93,12 @@ def parse() -> argparse.Namespace:
         "or the path of such a file (benchmarks/sweep.py --best_out writes one).",
     )
     p.add_argument("--device", default=None, help="Students and teacher; default: cuda when available, else cpu.")
+    p.add_argument(
+        "--row_name",
+        default=None,
+        help="Name of the rows in the table (default: the method), e.g. wmdd_official for --synthesis "
+        '\'{"recipe": "official"}\', so a variant never replaces the default method\'s row.',
+    )
     p.add_argument("--work_dir", default=str(ROOT / "outputs" / "benchmark-v2"))
     p.add_argument("--results", default=str(RESULTS / "fashion_mnist.json"))
     p.add_argument(
@@ -115,8 +121,12 @@ def synthesis_overrides(args) -> dict:
         text = Path(args.synthesis).read_text() if Path(args.synthesis).is_file() else args.synthesis
         extra = json.loads(text)
         extra = extra.get("point", extra)  # a sweep --best_out file carries {"point": {...}, ...}
-    overrides = {"bn_weight": args.bn_weight, "init": args.init, "iterations": args.iterations, **extra}
-    return dict(sorted(overrides.items()))
+    given = {"bn_weight": args.bn_weight, "init": args.init}
+    overrides = {"iterations": args.iterations, **{k: v for k, v in given.items() if v is not None}, **extra}
+    # recorded with the library defaults they rely on, so a row says what made its set even after a default changes
+    defaults = DistillationArguments(output_dir="unused")
+    effective = {k: getattr(defaults, k) for k in ("loss_scale", "bn_weight", "init")}
+    return dict(sorted({**effective, **overrides}.items()))
 
 
 def synthesis_tag(overrides: dict) -> str:
@@ -418,7 +428,7 @@ def main() -> None:
                     progress=False,
                 )
                 tag = (
-                    f"{method}-ipc{ipc}-{protocol}"
+                    f"{args.row_name or method}-ipc{ipc}-{protocol}"
                     + ("-noaug" if args.no_augment else "")
                     + ("-unweighted" if args.unweighted else "")
                 )
@@ -442,7 +452,7 @@ def main() -> None:
                     else None
                 )
                 runs = [*reuse.values(), *(_runs(result) if result else [])]
-                row = make_row(method, ipc, protocol, config, runs, seconds, extra, result or {})
+                row = make_row(args.row_name or method, ipc, protocol, config, runs, seconds, extra, result or {})
                 row["device"] = device_name(args.device)
                 if method in SYNTHESIS:
                     row["synthesis"] = args.overrides

@@ -38,7 +38,7 @@ def test_synthesis_options_are_checked_at_construction():
 
     for kwargs, match in (
         ({"loss_scale": "avg"}, "loss_scale='avg'"),
-        ({"feature_norm": "norm"}, "needs loss_scale='mean'"),
+        ({"feature_norm": "norm", "loss_scale": "sum"}, "needs loss_scale='mean'"),
         ({"crop_milestone": 2.0}, "crop_milestone"),
         ({"recipe": "paper"}, "recipe='paper'"),
         ({"statistics_view": "crop"}, "statistics_view='crop'"),

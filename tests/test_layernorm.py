@@ -48,7 +48,7 @@ def test_vit_pipeline_matches_per_class_layernorm_statistics(kind, tmp_path, sma
         batch_size=20,
         logging_steps=5,
         learning_rate=0.05,
-        bn_weight=1.0,
+        bn_weight=10.0,  # the default, with the default loss_scale="mean"
         disable_tqdm=True,
         save_plots=False,
     )

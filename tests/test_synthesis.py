@@ -141,7 +141,7 @@ def test_mean_scale_terms_by_hand():
     assert float(_feature_term(mean_norm, logits, feats, labels, points)) == pytest.approx((5 + 1) / 2)
     frob = SynthesisConfig(loss_scale="mean", feature_norm="frobenius")
     assert float(_feature_term(frob, logits, feats, labels, points)) == pytest.approx(26**0.5)
-    summed = SynthesisConfig()
+    summed = SynthesisConfig(loss_scale="sum")
     assert float(_feature_term(summed, logits, feats, labels, points)) == pytest.approx(26)
     official = SynthesisConfig(loss_scale="official", ce_weight=1.0)
     assert float(_feature_term(official, logits, feats, labels, points)) == pytest.approx(26**0.5 + math.log(3))
@@ -151,9 +151,9 @@ def test_mean_scale_terms_by_hand():
 
 def test_bad_scale_combinations_are_refused():
     with pytest.raises(ValueError, match="needs loss_scale='mean'"):
-        SynthesisConfig(feature_norm="norm")
+        SynthesisConfig(feature_norm="norm", loss_scale="sum")
     with pytest.raises(ValueError, match="first_bn_multiplier needs"):
-        SynthesisConfig(first_bn_multiplier=10.0)
+        SynthesisConfig(first_bn_multiplier=10.0, loss_scale="sum")
     with pytest.raises(ValueError, match="loss_scale='avg'"):
         SynthesisConfig(loss_scale="avg")
     with pytest.raises(ValueError, match="crop_milestone"):
@@ -245,6 +245,7 @@ def test_clean_feature_view_brings_the_un_augmented_images_to_their_points():
             iterations=40,
             learning_rate=0.05,
             bn_loss="none",
+            loss_scale="sum",
             feature_view=view,
             log_every=39,
             augment=AugmentConfig(scale=(0.3, 1.0)),

@@ -126,6 +126,7 @@ def synthesis_overrides(args) -> dict:
     # recorded with the library defaults they rely on, so a row says what made its set even after a default changes
     defaults = DistillationArguments(output_dir="unused")
     effective = {k: getattr(defaults, k) for k in ("loss_scale", "bn_weight", "init")}
+    effective["max_features_per_class"] = None  # the benchmark keeps every feature (the cap's cost: cap_cost.md)
     return dict(sorted({**effective, **overrides}.items()))
 
 

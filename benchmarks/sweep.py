@@ -98,7 +98,7 @@ def main() -> None:
             seed=0,
             disable_tqdm=True,
             save_plots=False,  # sweep points are compared, not published
-            **point,
+            **{"max_features_per_class": None, **point},  # every feature, as in the quality benchmark
         )
         distiller = Distiller(teacher, d_args, train)
         distilled = distiller.distill()

@@ -64,6 +64,10 @@ NOTES = [
     "set, protocol and seed); their test accuracy was recorded at the end of the run and not looked at for the choice.",
     "Old numbers (benchmarks/results/fashion_mnist_v1.md) came from under-trained students (300 steps at IPC 10, "
     "curves on the test split); they are not comparable with these.",
+    "Rows with device 'NVIDIA H200' ran on a lent GPU through benchmarks/device_checks.sh (2026-11-30), the same protocol and code as on this CPU; the IPC 1 wmdd row ran on this CPU (418 s per student).",
+    "The IPC 10 budget curves (budget-ipc10.png) were measured on CPU in session 2 with the previous default wmdd set (loss_scale sum, bn_weight 0.1); the IPC 1 and 50 curves on the H200 with that same previous default set.",
+    "The plain-user rows used the previous default IPC 10 set (sum, 0.1, made on CPU); benchmarks/device_checks.sh reruns them with the current default.",
+    "wmdd rows use the synthesis options chosen on validation (benchmarks/results/sweep.md): IPC 10 and 50 the library defaults (loss_scale mean, bn_weight 10), IPC 1 bn_weight 100 (configs/fashion_mnist_ipc1.yaml). Every benchmark set keeps all features (max_features_per_class None).",
 ]
 
 

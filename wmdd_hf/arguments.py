@@ -91,7 +91,7 @@ class DistillationArguments:
         metadata={
             "help": "Cap on the teacher features kept per class (a seeded random subset, the same whatever the "
             "number of processes): memory stays at classes x cap x feature width x 4 bytes. None keeps every one. "
-            "4096 costs +0.12 % in barycenter W2 on Fashion-MNIST's 5,500 per class (benchmarks/results/cap_cost.md)."
+            "4096 costs +0.12 percent in barycenter W2 on Fashion-MNIST's 5,500 per class (benchmarks/results/cap_cost.md)."
         },
     )
     init: str = field(

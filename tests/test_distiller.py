@@ -83,6 +83,7 @@ def test_end_to_end_on_fashion_mnist(tmp_path, tiny_teacher, small_train, small_
     card = (folder / "README.md").read_text()
     assert "## Evaluation" in card and f"{100 * result['acc_mean']:.2f}" in card
     assert "configs:" in card  # re-rendering keeps the configs
+    assert "loss scale `mean`" in card  # lambda is read with its scale
 
 
 def test_rerun_resumes_and_different_arguments_are_refused(tmp_path, tiny_teacher, small_train):

@@ -108,6 +108,7 @@ lane_ipc50() {
 lane_plain() {  # the plain-user rows with the current default set
   local W=$WORK/plain
   cp benchmarks/results/fashion_mnist.json "$RESULTS/plain.json"
+  cp benchmarks/results/fashion_mnist.json "$RESULTS/plain-set.json"  # its budgets; its rows are not merged
   run $Q --ipc 10 --methods wmdd --seeds 0 --results "$RESULTS/plain-set.json" --work_dir "$W" || return 1
   run $Q --stage publish_random --ipc 10 --results "$RESULTS/plain-set.json" --work_dir "$W" || return 1
   local source

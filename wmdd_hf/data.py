@@ -314,8 +314,8 @@ def decode_all(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every image as one ``uint8`` tensor ``(N, C, H, W)`` and labels ``(N,)``; cached on disk by fingerprint."""
     cache = default_cache_dir() / "decoded" / f"{decode_cache_key(dataset, spec, image_column, label_column)}.pt"
-    if cache.exists():
-        data = torch.load(cache, weights_only=True)
+    if cache.exists():  # memory-mapped: a process that keeps only its share never reads the rest
+        data = torch.load(cache, weights_only=True, mmap=True)
         return data["images"], data["labels"]
     images, labels = [], []
     for batch_images, batch_labels, _ in iterate_batches(

@@ -50,7 +50,8 @@ class Run:
     label_column: str
     class_names: list[str]
     log: Callable[[dict], None] = field(default=lambda record: None)
-    decoded: tuple[torch.Tensor, torch.Tensor] | None = None  # set by decode_first, used once by the statistics pass
+    #: ``(images, labels, rows)`` of this process's share, set by decode_first and used once by the statistics pass
+    decoded: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
     def output_dir(self) -> Path:
@@ -76,9 +77,21 @@ def decode_first(run: Run) -> None:
     ds = run.dataset
     if isinstance(ds, Dataset) and fits_in_memory(ds, run.teacher.spec):
         with run.accelerator.main_process_first():
-            run.decoded = decode_all(
+            images, labels = decode_all(
                 ds, run.teacher.spec, run.image_column, run.label_column, run.args.num_workers, run.progress
             )
+        run.decoded = own_share(run, images, labels)
+
+
+def own_share(run: Run, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """This process's rows of the statistics pass (all of them with one process) as ``(images, labels, rows)``;
+    with several processes a copy of the share, so the whole array (memory-mapped from the cache) is not held."""
+    acc = run.accelerator
+    if acc.num_processes == 1:
+        return images, labels, torch.arange(len(images))
+    with acc.split_between_processes(list(range(len(images)))) as rows:
+        idx = torch.tensor(rows, dtype=torch.long)
+    return images[idx].clone(), labels[idx].clone(), idx
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -97,13 +110,13 @@ def statistics_stage(run: Run) -> ClassStatistics:
             if fits_in_memory(ds, spec):
                 if run.decoded is None:
                     with acc.main_process_first():
-                        run.decoded = decode_all(ds, spec, run.image_column, run.label_column, a.num_workers, False)
-                images, labels = run.decoded
-                idx = torch.tensor(rows, dtype=torch.long)
+                        whole = decode_all(ds, spec, run.image_column, run.label_column, a.num_workers, False)
+                    run.decoded = own_share(run, *whole)
+                images, labels, idx = run.decoded
+                assert idx.tolist() == list(rows), "the decoded share and the pass's share must be the same rows"
                 size = a.stats_batch_size
                 batches = (  # a generator: one batch copied at a time, not a second copy of the data
-                    (images[idx[s : s + size]], labels[idx[s : s + size]], idx[s : s + size])
-                    for s in range(0, len(idx), size)
+                    (images[s : s + size], labels[s : s + size], idx[s : s + size]) for s in range(0, len(idx), size)
                 )
             else:
                 batches = iterate_batches(

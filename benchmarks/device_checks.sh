@@ -6,6 +6,11 @@
 #
 # 1. Setup. The GPU machine has no network: Python wheels missing there travel in .whl/ (datasets, POT, dill,
 #    multiprocess, fsspec) and Fashion-MNIST's IDX files in .fmnist/ (both git-ignored, named in the call's carry).
+#    Made here with (Python 3.12 wheels for that machine; POT 0.9.6.post1 is 1.5 MB where 0.9.7 is 33 MB):
+#      mkdir -p .fmnist && cp /usr/share/datasets/fashion-mnist/* .fmnist/
+#      python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
+#        datasets==5.2.0 POT==0.9.6.post1 dill==0.4.1 multiprocess==0.70.19 fsspec==2026.9.0
 # 2. benchmarks/gpu.py alone (its timings need a quiet GPU) while the dataset cache is built.
 # 3. Lanes in parallel, one process each on the one GPU, each a sequence of benchmark commands that merge into
 #    their own results file under $RESULTS; afterwards, here:

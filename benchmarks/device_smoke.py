@@ -26,6 +26,9 @@ from wmdd_hf import DistillationArguments, Distiller, load_backbone, load_fashio
 from wmdd_hf.data import class_index  # noqa: E402
 from wmdd_hf.evaluation import EvaluationConfig, evaluate_distilled  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import device_name, pick_device  # noqa: E402
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,7 +37,7 @@ def main() -> None:
     p.add_argument("--per_class", type=int, default=1000)
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "device_smoke.json"))
     args = p.parse_args()
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("no CUDA device here: nothing to check")
         return
@@ -68,7 +71,7 @@ def main() -> None:
     result = {
         "command": "python benchmarks/device_smoke.py " + " ".join(sys.argv[1:]),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device_name": device_name(device),
         "torch": torch.__version__,
         "accelerator_device": str(d.accelerator.device),
         "stage_seconds": {k: v for k, v in stages.items() if k.endswith("_s")},

@@ -26,6 +26,9 @@ from wmdd_hf import load_backbone  # noqa: E402
 from wmdd_hf.statistics import collect_class_statistics  # noqa: E402
 from wmdd_hf.synthesis import NormTargets, SynthesisConfig, synthesize_batch  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import device_name, pick_device  # noqa: E402
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,7 +41,7 @@ def main() -> None:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "gpu.json"))
     args = p.parse_args()
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(args.device)
     torch.manual_seed(0)
     teacher = load_backbone(args.model, num_classes=args.classes, pretrained=False, img_size=args.size).freeze()
     teacher = teacher.to(device)
@@ -100,7 +103,7 @@ def main() -> None:
     out = {
         "command": "python benchmarks/gpu.py " + " ".join(sys.argv[1:]),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device_name": device_name(device),
         "torch": torch.__version__,
         "shape": {"model": args.model, "size": size, "classes": k, "ipc": m},
         "rows": rows,

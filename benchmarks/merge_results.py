@@ -20,32 +20,29 @@ from sweep import render as render_sweep  # noqa: E402
 
 
 def merge_quality(target: Path, part: dict) -> None:
+    data = json.loads(target.read_text())
     rows = [r for r in part.get("results", []) if "device" in r]
     payload = {}
     budgets = {ipc: b for ipc, b in part.get("budget", {}).items() if "device" in b}
     if budgets:
-        data = json.loads(target.read_text())
         payload["budget"] = {**data.get("budget", {}), **budgets}
         steps = {**data.get("protocol", {}).get("steps", {})}
         steps.update({ipc: part["protocol"]["steps"][ipc] for ipc in budgets})
         payload["protocol"] = {"steps": steps}
-    plain = [r for r in part.get("plain_user", []) if "device" in r]
-    if plain:
-        data = json.loads(target.read_text())
-        new = {(r["method"], r["ipc"], r["labels"]) for r in plain}
-        data["plain_user"] = [r for r in data.get("plain_user", []) if (r["method"], r["ipc"], r["labels"]) not in new]
-        data["plain_user"] += plain
-        target.write_text(json.dumps(data, indent=2))
     full = {k: v for k, v in (part.get("full_data") or {}).items() if "device" in v}
     if full:
-        data = json.loads(target.read_text())
         payload["full_data"] = {**(data.get("full_data") or {}), **full}
-    if rows or payload:
-        payload["commands"] = part.get("commands", [])
-        merge_results(target, payload, rows)
-        data = json.loads(target.read_text())
-        data["commands"] = sorted(set(data.get("commands", [])) | set(part.get("commands", [])))
-        target.write_text(json.dumps(data, indent=2))
+    plain = [r for r in part.get("plain_user", []) if "device" in r]
+    if plain:
+        new = {(r["method"], r["ipc"], r["labels"]) for r in plain}
+        kept = [r for r in data.get("plain_user", []) if (r["method"], r["ipc"], r["labels"]) not in new]
+        payload["plain_user"] = kept + plain
+    if not (rows or payload):
+        return
+    merge_results(target, payload, rows)
+    data = json.loads(target.read_text())
+    data["commands"] = sorted(set(data.get("commands", [])) | set(part.get("commands", [])))
+    target.write_text(json.dumps(data, indent=2))
 
 
 def drop_stale_rows(target: Path) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,20 +29,27 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from wmdd_hf import DistillationArguments, Distiller, load_backbone, load_fashion_mnist  # noqa: E402
+from wmdd_hf import DistillationArguments, Distiller, load_backbone  # noqa: E402
 from wmdd_hf.baselines import select_rows  # noqa: E402
 from wmdd_hf.checkpoint import load as load_checkpoint  # noqa: E402
-from wmdd_hf.data import train_validation_split  # noqa: E402
 from wmdd_hf.evaluation import EvaluationConfig, _as_tensors, evaluate_distilled  # noqa: E402
 from wmdd_hf.scores import scores  # noqa: E402
 from wmdd_hf.statistics import ClassStatistics  # noqa: E402
 from wmdd_hf.visualization import save_accuracy_curve  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from sweep import statistics_file  # noqa: E402
+from common import (  # noqa: E402
+    SPLIT_SEED,
+    VALIDATION_SIZE,
+    benchmark_splits,
+    device_name,
+    pick_device,
+    reuse_statistics,
+    share_statistics,
+    statistics_file,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
-VALIDATION_SIZE, SPLIT_SEED = 5000, 0
 OLD_STEPS = {1: 1000, 10: 300, 50: 600}  # the previous protocol's budgets (min(1000, max(150, 30000 // N)) epochs)
 SYNTHESIS = {  # method -> (feature_loss, bn_loss)
     "wmdd": ("wasserstein", "per_class"),
@@ -113,7 +119,7 @@ def parse() -> argparse.Namespace:
     )
     p.add_argument("--device_note", default="CPU, 2 cores (the project's CI machine kind), students on 1 thread")
     args = p.parse_args()
-    args.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    args.device = pick_device(args.device)
     args.overrides = synthesis_overrides(args)
     return args
 
@@ -147,17 +153,11 @@ def curves_dir(args) -> Path:
     return Path(args.results).resolve().parent / "curves"
 
 
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-
-
 def distil(method: str, ipc: int, args, teacher, train, work: Path) -> tuple[object, float, dict]:
     feature_loss, bn_loss = SYNTHESIS[method]
     out = set_folder(work, method, ipc, args.overrides)
-    stats_file = work / statistics_file(args.overrides)
-    if stats_file.exists() and not (out / "statistics.pt").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(stats_file, out / "statistics.pt")  # the statistics pass does not depend on these arguments
+    shared = work / statistics_file(args.overrides)
+    reuse_statistics(shared, out)
     d_args = DistillationArguments(
         output_dir=str(out),
         images_per_class=ipc,
@@ -170,8 +170,7 @@ def distil(method: str, ipc: int, args, teacher, train, work: Path) -> tuple[obj
     start = time.time()
     distiller = Distiller(teacher, d_args, train)
     distilled = distiller.distill()
-    if not stats_file.exists():
-        shutil.copy(out / "statistics.pt", stats_file)
+    share_statistics(out, shared)
     return distilled, time.time() - start, distiller.metrics
 
 
@@ -374,12 +373,7 @@ def main() -> None:
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     results = Path(args.results)
-    data = load_fashion_mnist()
-    train, validation = train_validation_split(data["train"], VALIDATION_SIZE, SPLIT_SEED)
-    test = data["test"]
-    if args.limit_train:
-        train, validation = train.select(range(args.limit_train)), validation.select(range(args.limit_train // 5))
-        test = test.select(range(args.limit_train // 5))
+    train, validation, test = benchmark_splits(args.limit_train)
     teacher = load_backbone(args.teacher).freeze().to(args.device)
     payload: dict = {
         "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]),

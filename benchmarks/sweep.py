@@ -7,7 +7,7 @@ Every point distils IPC images per class from the 55,000 training images the ben
 validation, seed 0), then trains ONE student (seed 0) with the short budget (``--student_steps``, default 300: the old
 budget, enough to rank settings) and records its validation accuracy, the feature and statistic terms at the end, the
 share of classes whose synthetic images end closer to their points than the median real image, and the seconds.
-The test split is not loaded. Results merge into ``benchmarks/results/sweep.{json,md}``; the best point by validation
+The test split is never read. Results merge into ``benchmarks/results/sweep.{json,md}``; the best point by validation
 accuracy is marked, and the defaults in ``DistillationArguments`` come from it.
 """
 
@@ -20,14 +20,21 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from wmdd_hf import DistillationArguments, Distiller, load_backbone, load_fashion_mnist  # noqa: E402
-from wmdd_hf.data import train_validation_split  # noqa: E402
+from wmdd_hf import DistillationArguments, Distiller, load_backbone  # noqa: E402
 from wmdd_hf.evaluation import EvaluationConfig, evaluate_distilled  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import (  # noqa: E402
+    benchmark_splits,
+    device_name,
+    pick_device,
+    reuse_statistics,
+    share_statistics,
+    statistics_file,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_GRID = {
@@ -72,11 +79,8 @@ def name_of(point: dict) -> str:
 def main() -> None:
     args = parse()
     grid = json.loads(args.grid) if args.grid else DEFAULT_GRID
-    data = load_fashion_mnist()
-    train, validation = train_validation_split(data["train"], 5000, 0)
-    if args.limit_train:
-        train, validation = train.select(range(args.limit_train)), validation.select(range(args.limit_train // 5))
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    train, validation, _ = benchmark_splits(args.limit_train)  # the test split is never read here
+    device = pick_device(args.device)
     teacher = load_backbone(args.teacher).freeze().to(device)
     path = Path(args.results)
     results = json.loads(path.read_text()) if path.exists() else {"points": []}
@@ -85,11 +89,9 @@ def main() -> None:
     for point in points(grid):
         if key(point, args.ipc, args.student_steps, args.seeds) in done:
             continue
-        stats = work / statistics_file(point)
+        shared = work / statistics_file(point)
         out = work / f"ipc{args.ipc}" / name_of(point)
-        if stats.exists() and not (out / "statistics.pt").exists():
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "statistics.pt").write_bytes(stats.read_bytes())  # the pass does not depend on the grid
+        reuse_statistics(shared, out)
         start = time.time()
         d_args = DistillationArguments(
             output_dir=str(out),
@@ -102,9 +104,7 @@ def main() -> None:
         )
         distiller = Distiller(teacher, d_args, train)
         distilled = distiller.distill()
-        if not stats.exists():
-            stats.parent.mkdir(parents=True, exist_ok=True)
-            stats.write_bytes((out / "statistics.pt").read_bytes())
+        share_statistics(out, shared)
         seconds = time.time() - start
         config = EvaluationConfig(steps=args.student_steps, eval_every=args.student_steps, progress=False)
         r = evaluate_distilled(
@@ -119,7 +119,7 @@ def main() -> None:
             "val_accs": r["accs"],
             "seeds": list(args.seeds),
             "student_steps": args.student_steps,
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "device": device_name(device),
             "feature_loss_end": m["feature_loss_end"],
             "bn_loss_end": m["bn_loss_end"],
             "classes_closer_than_median_real": m["classes_closer_than_median_real"],
@@ -141,13 +141,6 @@ def main() -> None:
             write_best(results, args, Path(args.best_out))
     if args.best_out:
         write_best(results, args, Path(args.best_out))
-
-
-def statistics_file(options: dict) -> str:
-    """The name of the shared statistics pass for these options: it depends only on the view of the real images."""
-    if options.get("statistics_view", "clean") == "clean":
-        return "statistics.pt"
-    return f"statistics-augmented-{options.get('crop_scale_min', 0.5)}-{options.get('jitter', 0.0)}.pt"
 
 
 def key(point: dict, ipc: int, steps: int, seeds) -> str:

@@ -108,10 +108,8 @@ def statistics_stage(run: Run) -> ClassStatistics:
     if isinstance(ds, Dataset):
         with acc.split_between_processes(list(range(len(ds)))) as rows:
             if fits_in_memory(ds, spec):
-                if run.decoded is None:
-                    with acc.main_process_first():
-                        whole = decode_all(ds, spec, run.image_column, run.label_column, a.num_workers, False)
-                    run.decoded = own_share(run, *whole)
+                if run.decoded is None:  # a Distiller that skipped the decode-first check
+                    decode_first(run)
                 images, labels, idx = run.decoded
                 assert idx.tolist() == list(rows), "the decoded share and the pass's share must be the same rows"
                 size = a.stats_batch_size

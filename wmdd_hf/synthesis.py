@@ -211,13 +211,12 @@ def synthesize_batch(
             return
         x = args[0].float()  # moments in float32 even under autocast
         dim = channel_dim(module)
+        t_mean, t_var = targets.mean[name], targets.var[name]  # (classes of the batch, C) or (1, C)
         if config.bn_loss == "per_class":
             mean, var = weighted_class_moments(x, slots, weights, len(classes), dim)
-            t_mean, t_var = targets.mean[name], targets.var[name]
         else:
             uniform = torch.full_like(weights, 1.0 / len(weights))
             mean, var = weighted_class_moments(x, torch.zeros_like(slots), uniform, 1, dim)
-            t_mean, t_var = targets.mean[name], targets.var[name]
         if config.loss_scale == "sum":
             bn_terms.append((mean - t_mean).pow(2).sum() + (var - t_var).pow(2).sum())
         else:  # per class: ||mean - M|| + ||var - V||, averaged over classes; the first layer weighted

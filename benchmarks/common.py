@@ -1,0 +1,60 @@
+"""What the quality benchmark and the synthesis sweep share: the device, the splits, and one statistics pass per
+view of the real images, copied into every run folder that can reuse it."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from wmdd_hf import load_fashion_mnist  # noqa: E402
+from wmdd_hf.data import train_validation_split  # noqa: E402
+
+VALIDATION_SIZE, SPLIT_SEED = 5000, 0
+
+
+def pick_device(name: str | None) -> torch.device:
+    """``name`` when given, else cuda when available, else the CPU."""
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def benchmark_splits(limit_train: int | None = None):
+    """``(train, validation, test)``: the 5,000-image stratified validation split (seed 0) held out of Fashion-MNIST's
+    training split. ``limit_train`` (plumbing checks only) keeps the first N training rows and N / 5 of the others."""
+    data = load_fashion_mnist()
+    train, validation = train_validation_split(data["train"], VALIDATION_SIZE, SPLIT_SEED)
+    test = data["test"]
+    if limit_train:
+        train, validation = train.select(range(limit_train)), validation.select(range(limit_train // 5))
+        test = test.select(range(limit_train // 5))
+    return train, validation, test
+
+
+def statistics_file(options: dict) -> str:
+    """The name of the shared statistics pass for these options: it depends only on the view of the real images."""
+    if options.get("statistics_view", "clean") == "clean":
+        return "statistics.pt"
+    return f"statistics-augmented-{options.get('crop_scale_min', 0.5)}-{options.get('jitter', 0.0)}.pt"
+
+
+def reuse_statistics(shared: Path, out: Path) -> None:
+    """Before a run: the shared pass into the run folder (the pass does not depend on the synthesis options)."""
+    if shared.exists() and not (out / "statistics.pt").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared, out / "statistics.pt")
+
+
+def share_statistics(out: Path, shared: Path) -> None:
+    """After a run: its pass becomes the shared one when there is none yet."""
+    if not shared.exists():
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(out / "statistics.pt", shared)

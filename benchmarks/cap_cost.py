@@ -86,7 +86,7 @@ def main() -> None:
         "",
         f"`{out['command']}` — {sizes[0]} training images per class (validation split held out). Each barycenter is "
         "computed from the capped features and scored against all of the class's features (exact W2², mean over "
-        "classes). Excess: relative to the uncapped barycenter.",
+        "classes). Excess: relative to the uncapped barycenter. Only training features are read (no validation or test data); the default cap was chosen from this table.",
         "",
         "| IPC | cap | kept per class | W2² to all features | excess | barycenter s (10 classes) | MB per class |",
         "|---|---|---|---|---|---|---|",

@@ -25,7 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from wmdd_hf.barycenter import w2_cost, wasserstein_barycenter  # noqa: E402
-from wmdd_hf.checkpoint import load  # noqa: E402
 from wmdd_hf.statistics import ClassStatistics  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "cap_cost.json"
@@ -44,7 +43,7 @@ def main() -> None:
             f"No statistics pass at {path}: run `python benchmarks/quality.py --stage budget --ipc 10` (or any "
             "uncapped distillation) first, or pass --statistics PATH/statistics.pt."
         )
-    full = ClassStatistics.from_state(load(path))
+    full = ClassStatistics.load(path)
     classes = sorted(full.features)
     sizes = [len(full.features[k]) for k in classes]
     dim = int(full.features[classes[0]].shape[1])

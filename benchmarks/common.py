@@ -3,6 +3,7 @@ view of the real images, copied into every run folder that can reuse it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -13,7 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from wmdd_hf import load_fashion_mnist  # noqa: E402
+from wmdd_hf.checkpoint import atomic_save  # noqa: E402
+from wmdd_hf.checkpoint import load as load_checkpoint  # noqa: E402
 from wmdd_hf.data import train_validation_split  # noqa: E402
+from wmdd_hf.feature_store import FOLDER  # noqa: E402
 
 VALIDATION_SIZE, SPLIT_SEED = 5000, 0
 
@@ -46,15 +50,31 @@ def statistics_file(options: dict) -> str:
     return f"statistics-augmented-{options.get('crop_scale_min', 0.5)}-{options.get('jitter', 0.0)}.pt"
 
 
+def _copy_pass(source: Path, target: Path, shards: str) -> None:
+    """Copies a statistics pass (``statistics.pt`` and, since the features moved to one shard per class, its
+    shard folder, hard-linked where possible) so that ``target`` finds its shards in ``target.parent / shards``."""
+    state = load_checkpoint(source)
+    if "feature_shards" in state:  # features in shards beside the file (older passes keep them inside)
+        shutil.copytree(source.parent / state["feature_shards"], target.parent / shards, copy_function=_link_or_copy)
+        state["feature_shards"] = shards
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save(state, target)
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def reuse_statistics(shared: Path, out: Path) -> None:
     """Before a run: the shared pass into the run folder (the pass does not depend on the synthesis options)."""
     if shared.exists() and not (out / "statistics.pt").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shared, out / "statistics.pt")
+        _copy_pass(shared, out / "statistics.pt", FOLDER)
 
 
 def share_statistics(out: Path, shared: Path) -> None:
     """After a run: its pass becomes the shared one when there is none yet."""
     if not shared.exists():
-        shared.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(out / "statistics.pt", shared)
+        _copy_pass(out / "statistics.pt", shared, f"{shared.stem}_features")

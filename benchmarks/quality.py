@@ -33,6 +33,7 @@ from wmdd_hf import DistillationArguments, Distiller, load_backbone  # noqa: E40
 from wmdd_hf.baselines import select_rows  # noqa: E402
 from wmdd_hf.checkpoint import load as load_checkpoint  # noqa: E402
 from wmdd_hf.evaluation import EvaluationConfig, _as_tensors, evaluate_distilled  # noqa: E402
+from wmdd_hf.hub import load_distilled  # noqa: E402
 from wmdd_hf.scores import scores  # noqa: E402
 from wmdd_hf.statistics import ClassStatistics  # noqa: E402
 from wmdd_hf.visualization import save_accuracy_curve  # noqa: E402
@@ -156,6 +157,11 @@ def curves_dir(args) -> Path:
 def distil(method: str, ipc: int, args, teacher, train, work: Path) -> tuple[object, float, dict]:
     feature_loss, bn_loss = SYNTHESIS[method]
     out = set_folder(work, method, ipc, args.overrides)
+    if (out / "distilled" / "wmdd_hf.json").exists() and not (out / "run_config.json").exists():
+        # a finished set brought back without its run folder (e.g. from the lent GPU): train on that very set
+        dataset, _, metadata = load_distilled(str(out / "distilled"))
+        print(f"reusing the finished set {out / 'distilled'}", flush=True)
+        return dataset, 0.0, metadata.get("metrics", {})
     shared = work / statistics_file(args.overrides)
     reuse_statistics(shared, out)
     d_args = DistillationArguments(
@@ -193,7 +199,7 @@ def build_set(method: str, ipc: int, args, teacher, train, work: Path):
     stats_file = work / "statistics.pt"  # the clean pass; with augmented statistics, that run's own file
     if not stats_file.exists() or method == "barycenter_nearest_real":
         stats_file = set_folder(work, "wmdd", ipc, args.overrides) / "statistics.pt"
-    stats = ClassStatistics.from_state(load_checkpoint(stats_file))
+    stats = ClassStatistics.load(stats_file)
     bary = (
         load_checkpoint(set_folder(work, "wmdd", ipc, args.overrides) / "barycenters.pt")
         if method.startswith("bary")

@@ -35,6 +35,7 @@ def child(k: int, n: int, cap: int | None, out: str) -> None:
 
     sys.path.insert(0, str(ROOT))
     from wmdd_hf import DistillationArguments, Distiller, load_backbone, pipeline
+    from wmdd_hf.checkpoint import read_events
     from wmdd_hf.synthesis import NormTargets, synthesize_batch
 
     torch.manual_seed(0)
@@ -80,7 +81,9 @@ def child(k: int, n: int, cap: int | None, out: str) -> None:
         targets = NormTargets.from_moments(stats.norms, "per_class")
         synthesize_batch(d.teacher, init, labels, points, weights, targets, args.synthesis_config(), generator)
         times["synthesis_batch_s"] = round(time.time() - t, 2)
-        kept = sum(len(f) for f in stats.features.values())
+        rank = d.accelerator.process_index
+        written = [e for e in read_events(folder) if e["stage"] == "statistics_features" and e["process"] == rank]
+        kept = written[-1]["rows"]  # the features this process received and wrote: those of the classes it owns
     report = {
         "classes": k,
         "per_class": n,
@@ -184,8 +187,10 @@ def render(data: dict) -> None:
         "bytes) and, for a dataset under 2 GB decoded, the decoded uint8 array kept for the pass (3 KB per 32 px "
         "image): these grow with the number of images by design (larger datasets stream and keep neither). "
         "`stats growth MB` is the statistics pass's own peak above the RSS it started from (the kernel's high-water "
-        "mark is reset before the pass): with the cap it stays at tens of MB whatever the images per class. Kept "
-        "features stay at K x cap rows. Plot: `scale.png`.",
+        "mark is reset before the pass): with the cap it stays at tens of MB whatever the images per class. `kept "
+        "features` are those the process holds after the pass: K x cap rows with one process; with several, only "
+        "the classes it owns (each class's features go to its owner alone, since 2026-11-30; the rows measured "
+        "before that held all K x cap in every process). Plot: `scale.png`.",
         "",
     ]
     lines += [f"- `{c}`" for c in data["commands"]] + [
@@ -243,8 +248,7 @@ def imagenet_extrapolation(images_per_class: int = 1300, classes: int = 1000) ->
         "(sum of norm-layer channels) x 8 bytes. The decoded images are never held (above 2 GB the pass streams).",
         "",
         "| teacher | feature width | norm channels | cap | features per class MB | moments per class KB | "
-        "total features GB | held per process today (gathered to all) GB | per process if sent only to owners, 8 "
-        "processes GB |",
+        "total features GB | per process, 1 process GB | per process, 8 processes (each owns 1/8 of the classes) GB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in ("resnet18", "resnet50"):
@@ -263,9 +267,10 @@ def imagenet_extrapolation(images_per_class: int = 1300, classes: int = 1000) ->
     lines += [
         "",
         "The default cap (4096) does not bind on ImageNet-1K (at most 1,300 images per class); it bounds datasets "
-        "with larger classes. Today every process receives every class's features after the pass (`gather_object`), "
-        "so each of 8 processes holds the whole column 'held per process today'; sending each class only to the "
-        "process that owns its barycenter (the last column) is open work. A cap of 1,000 costs +1.86 % in barycenter "
+        "with larger classes. Each class's features go only to the process that owns its barycenter, which writes "
+        "them to `statistics_features/class_*.safetensors`; later stages read one class at a time from there, so "
+        "`statistics.pt` holds the moments alone (about 75 KB per class for ResNet-18) and no process ever holds "
+        "more than its share plus the partial features of its own pass. A cap of 1,000 costs +1.86 % in barycenter "
         "W2 on Fashion-MNIST (`cap_cost.md`).",
     ]
     return lines

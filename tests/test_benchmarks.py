@@ -123,3 +123,23 @@ def test_the_sweep_names_its_best_point_among_equal_budgets_only(tmp_path):
     best = sweep.write_best(results, args, tmp_path / "best.json")
     assert best["point"] == {"a": 2} and best["among"] == 2
     assert json.loads((tmp_path / "best.json").read_text())["point"] == {"a": 2}
+
+
+def test_a_shared_statistics_pass_travels_with_its_feature_shards(tmp_path):
+    import torch
+
+    from wmdd_hf.statistics import ClassStatistics, NormMoments
+
+    common = _load("common")
+    features = {k: torch.randn(3 + k, 4) for k in range(2)}
+    rows = {k: torch.arange(3 + k) * 10 + k for k in range(2)}
+    moments = NormMoments(torch.ones(2), torch.zeros(2, 5), torch.ones(2, 5))
+    stats = ClassStatistics(features, rows, {"bn": moments}, torch.tensor([3.0, 4.0]))
+    run_a, run_b, work = tmp_path / "a", tmp_path / "b", tmp_path
+    stats.save(run_a / "statistics.pt")
+    common.share_statistics(run_a, work / "statistics-augmented-0.5-0.0.pt")
+    assert (work / "statistics-augmented-0.5-0.0_features").is_dir()
+    common.reuse_statistics(work / "statistics-augmented-0.5-0.0.pt", run_b)
+    for folder in (work / "statistics-augmented-0.5-0.0.pt", run_b / "statistics.pt"):
+        back = ClassStatistics.load(folder)
+        assert all(torch.equal(back.features[k], features[k]) and torch.equal(back.rows[k], rows[k]) for k in (0, 1))

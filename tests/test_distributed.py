@@ -80,6 +80,20 @@ def test_two_processes_give_the_one_process_result(tiny_teacher_dir, dataset_dir
     for name, (_count, mean, m2) in stats_1["norms"].items():
         torch.testing.assert_close(stats_2["norms"][name][1], mean, rtol=1e-9, atol=1e-12)
         torch.testing.assert_close(stats_2["norms"][name][2], m2, rtol=1e-9, atol=1e-9)
+    # each process received and wrote only the features of the classes it owns: about half each
+    written = {e["process"]: e for e in events if e["stage"] == "statistics_features"}
+    assert written[0]["classes"] == [0, 1, 2, 3, 4] and written[1]["classes"] == [5, 6, 7, 8, 9]
+    from datasets import load_from_disk
+
+    labels = load_from_disk(str(dataset_dir))["label"]
+    assert written[0]["rows"] == sum(k < 5 for k in labels) and written[1]["rows"] == sum(k >= 5 for k in labels)
+    from wmdd_hf.statistics import ClassStatistics
+
+    kept_1 = ClassStatistics.load(tmp_path / "one" / "statistics.pt")
+    kept_2 = ClassStatistics.load(tmp_path / "two" / "statistics.pt")
+    for k in range(10):
+        assert torch.equal(kept_2.rows[k], kept_1.rows[k])
+        torch.testing.assert_close(kept_2.features[k], kept_1.features[k], rtol=1e-5, atol=1e-5)
     from datasets import load_dataset
 
     a = load_dataset(str(tmp_path / "one" / "distilled"), split="train")

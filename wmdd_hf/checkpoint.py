@@ -4,7 +4,8 @@ Layout::
 
     output_dir/
       run_config.json          arguments that determine the result, teacher and dataset fingerprints
-      statistics.pt            class statistics (features, rows, norm moments)
+      statistics.pt            class statistics: per-class norm moments and counts (written last)
+      statistics_features/     class_00000.safetensors ...: each class's kept features and rows (feature_store)
       barycenters.pt           {class id: positions (m, D), weights (m,), costs}
       synthetic/batch_00000.pt one file per finished class batch (images float32 in [0, 1], labels, history)
       soft_labels.pt           probabilities and (optionally) augmented-view labels
@@ -94,7 +95,7 @@ RUN_FILES = (
     "synthetic_grid.png",
     "barycenters_pca.png",
 )
-RUN_FOLDERS = ("synthetic", "distilled")
+RUN_FOLDERS = ("statistics_features", "synthetic", "distilled")
 
 
 def remove_run_files(output_dir: Path) -> None:
@@ -112,9 +113,10 @@ def remove_run_files(output_dir: Path) -> None:
 
 def remove_stale_temporaries(output_dir: Path) -> list[Path]:
     """Deletes ``.<name>.<pid>.tmp`` files and folders left by writes that were killed (this library's naming, in
-    output_dir and output_dir/synthetic only; a live process's own temporaries are kept). Returns what was removed."""
+    output_dir, output_dir/statistics_features and output_dir/synthetic only; a live process's own temporaries are
+    kept). Returns what was removed."""
     removed = []
-    for folder in (output_dir, output_dir / "synthetic"):
+    for folder in (output_dir, output_dir / "statistics_features", output_dir / "synthetic"):
         if not folder.is_dir():
             continue
         for tmp in folder.glob(".*.tmp"):

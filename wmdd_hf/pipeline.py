@@ -3,8 +3,9 @@
 Each stage distributes its work with Accelerate, checkpoints its result in ``output_dir`` (layout in
 :mod:`wmdd_hf.checkpoint`) and, when that file exists, loads it instead of recomputing (resume):
 
-1. :func:`statistics_stage`  data-parallel over rows; moments merged exactly, features gathered and capped
-2. :func:`barycenter_stage`  sharded by class
+1. :func:`statistics_stage`  data-parallel over rows; moments merged exactly on every process, each class's features
+                             sent to the process that owns it, capped and written there (one shard per class)
+2. :func:`barycenter_stage`  sharded by class, the same owners
 3. :func:`synthesis_stage`   sharded by class batch; every finished batch is saved at once
 4. :func:`soft_label_stage`  main process
 5. :func:`save_stage`        the distilled set in Hub layout, the pictures, ``metrics.json`` inputs
@@ -28,6 +29,7 @@ from .arguments import DistillationArguments
 from .backbones import Backbone
 from .barycenter import wasserstein_barycenter
 from .data import DatasetValidationError, decode_all, fits_in_memory, iterate_batches, uint8_to_png_images
+from .feature_store import FOLDER, ClassShards, owned_classes, write_class
 from .soft_labels import ViewLabels, augmented_soft_labels, soft_labels, storage_bytes
 from .statistics import ClassStatistics, collect_class_statistics
 from .synthesis import NormTargets, synthesize_batch
@@ -101,7 +103,7 @@ def statistics_stage(run: Run) -> ClassStatistics:
     path = run.output_dir / "statistics.pt"
     if path.exists():
         run.decoded = None  # resumed: the decoded array is not needed
-        return ClassStatistics.from_state(ckpt.load(path))
+        return ClassStatistics.load(path)
     acc, a, spec, ds = run.accelerator, run.args, run.teacher.spec, run.dataset
     views = a.synthesis_config().augment if a.statistics_view == "augmented" else None
     collect = dict(max_features_per_class=a.max_features_per_class, seed=a.seed, progress=run.progress, views=views)
@@ -130,13 +132,7 @@ def statistics_stage(run: Run) -> ClassStatistics:
         batches = iterate_batches(shard, spec, run.image_column, run.label_column, a.stats_batch_size)
         stats = collect_class_statistics(run.teacher, batches, run.num_classes, **collect)
     if acc.num_processes > 1:
-        from accelerate.utils import gather_object
-
-        parts = gather_object([stats.to_state()])
-        stats = ClassStatistics.from_state(parts[0])
-        for part in parts[1:]:
-            stats = stats.merge(ClassStatistics.from_state(part))
-        stats = stats.capped(a.max_features_per_class, a.seed)
+        stats = send_features_to_owners(acc, stats).capped(a.max_features_per_class, a.seed)
     short = [
         f"{run.class_names[k]!r} ({int(stats.counts[k])})"
         for k in range(run.num_classes)
@@ -147,10 +143,54 @@ def statistics_stage(run: Run) -> ClassStatistics:
             f"Class(es) {', '.join(short)} had fewer than images_per_class = {a.images_per_class} examples in the "
             "statistics pass. Lower images_per_class, or filter the ClassLabel to the classes that have enough."
         )
+    folder = run.output_dir / FOLDER
+    mine = owned_classes(run.num_classes, acc.num_processes, acc.process_index)
+    for k in mine:  # every process writes the shards of the classes it owns, and holds no other class's features
+        write_class(folder, k, stats.features[k], stats.rows[k])
+    held = sum(len(stats.rows[k]) for k in mine)
+    ckpt.log_event(run.output_dir, stage="statistics_features", classes=mine, rows=held, process=acc.process_index)
+    stored = ClassStatistics(
+        ClassShards(folder, list(range(run.num_classes)), "features"),
+        ClassShards(folder, list(range(run.num_classes)), "rows"),
+        stats.norms,
+        stats.counts,
+        stats.layer_kinds,
+    )
+    acc.wait_for_everyone()  # every shard is on disk before statistics.pt says the pass is done
     if acc.is_main_process:
-        ckpt.atomic_save(stats.to_state(), path)
+        ckpt.atomic_save(stored.summary_state(), path)
         ckpt.log_event(run.output_dir, stage="statistics", process=acc.process_index)
-    return stats
+    return stored
+
+
+def send_features_to_owners(acc, stats: ClassStatistics) -> ClassStatistics:
+    """The statistics of several processes' partial passes, merged: norm moments and counts on every process (exact,
+    in process order), and each class's features and rows only on the process that owns it (:func:`owned_classes`),
+    concatenated in process order. One ``gather_object`` per owner, so no process ever receives another owner's
+    classes: with P processes each holds about 1/P of the kept features."""
+    import torch.distributed as dist
+    from accelerate.utils import gather_object
+
+    num_classes, rank = len(stats.counts), acc.process_index
+    summaries = gather_object([(stats.norms, stats.counts, stats.layer_kinds)])
+    norms, counts, kinds = summaries[0]
+    for other_norms, other_counts, other_kinds in summaries[1:]:
+        norms = {name: m.merge(other_norms[name]) for name, m in norms.items()}
+        counts, kinds = counts + other_counts, {**kinds, **other_kinds}
+    local_features, local_rows = dict(stats.features), dict(stats.rows)
+    features, rows = {}, {}
+    for owner in range(acc.num_processes):
+        classes = owned_classes(num_classes, acc.num_processes, owner)
+        part = {k: (local_features.pop(k), local_rows.pop(k)) for k in classes}  # sent, then dropped here
+        received = [None] * acc.num_processes if rank == owner else None
+        dist.gather_object(part, received, dst=owner)
+        del part
+        if rank == owner:
+            for k in classes:
+                features[k] = torch.cat([p[k][0] for p in received])
+                rows[k] = torch.cat([p[k][1] for p in received])
+            del received
+    return ClassStatistics(features, rows, norms, counts, kinds)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -162,18 +202,17 @@ def barycenter_stage(run: Run, stats: ClassStatistics) -> dict[int, dict]:
         return ckpt.load(path)
     acc, a = run.accelerator, run.args
     result = {}
-    with acc.split_between_processes(list(range(run.num_classes))) as mine:
-        for k in mine:
-            r = wasserstein_barycenter(
-                stats.features[k].numpy(),
-                a.images_per_class,
-                weights=a.barycenter_weights,
-                iterations=a.barycenter_iterations,
-                damping=a.barycenter_damping,
-                solver=a.barycenter_solver,
-                seed=class_seed(a.seed, k),
-            )
-            result[k] = {"positions": r.positions, "weights": r.weights, "costs": r.costs}
+    for k in owned_classes(run.num_classes, acc.num_processes, acc.process_index):  # those whose shards it wrote
+        r = wasserstein_barycenter(
+            stats.features[k].numpy(),
+            a.images_per_class,
+            weights=a.barycenter_weights,
+            iterations=a.barycenter_iterations,
+            damping=a.barycenter_damping,
+            solver=a.barycenter_solver,
+            seed=class_seed(a.seed, k),
+        )
+        result[k] = {"positions": r.positions, "weights": r.weights, "costs": r.costs}
     if acc.num_processes > 1:
         from accelerate.utils import gather_object
 

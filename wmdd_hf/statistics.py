@@ -12,8 +12,10 @@ Channel conventions: BatchNorm/GroupNorm inputs are ``(B, C, *spatial)`` (channe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +24,7 @@ from tqdm.auto import tqdm
 
 from .augment import AugmentConfig, apply_views, sample_views
 from .backbones import Backbone, norm_channel_dim, norm_kind
+from .feature_store import FOLDER, ClassShards, write_class
 
 
 @dataclass
@@ -111,14 +114,15 @@ class ClassStatistics:
     """What the one pass produces.
 
     Attributes:
-        features: ``{class id: float32 tensor (n_k, D)}`` penultimate teacher features (at most the cap per class).
-        rows: ``{class id: int64 tensor (n_k,)}`` the dataset row of each kept feature.
+        features: ``{class id: float32 tensor (n_k, D)}`` penultimate teacher features (at most the cap per class);
+            a dict in memory, or :class:`~wmdd_hf.feature_store.ClassShards` (read from disk per class) once stored.
+        rows: ``{class id: int64 tensor (n_k,)}`` the dataset row of each kept feature (same container).
         norms: ``{layer name: NormMoments}`` per-class moments of every norm layer's input.
         counts: ``(K,)`` examples seen per class.
     """
 
-    features: dict[int, torch.Tensor]
-    rows: dict[int, torch.Tensor]
+    features: Mapping[int, torch.Tensor]
+    rows: Mapping[int, torch.Tensor]
     norms: dict[str, NormMoments]
     counts: torch.Tensor
     layer_kinds: dict[str, str] = field(default_factory=dict)
@@ -149,18 +153,55 @@ class ClassStatistics:
         return ClassStatistics(features, rows, norms, self.counts + other.counts, kinds)
 
     def to_state(self) -> dict:
+        """Everything in memory, features included (small runs and tests; a run stores :meth:`summary_state`)."""
         return {
-            "features": self.features,
-            "rows": self.rows,
+            "features": dict(self.features),
+            "rows": dict(self.rows),
+            **self.summary_state(),
+        }
+
+    def summary_state(self) -> dict:
+        """What ``statistics.pt`` holds: moments, counts and layer kinds. The features live in one shard per class
+        (:mod:`wmdd_hf.feature_store`), so the file's size does not grow with the dataset."""
+        return {
             "norms": {n: (m.count, m.mean, m.m2) for n, m in self.norms.items()},
             "counts": self.counts,
             "layer_kinds": self.layer_kinds,
+            "feature_shards": FOLDER,
+            "feature_classes": sorted(int(k) for k in self.features),
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> ClassStatistics:
+    def from_state(cls, state: dict, folder: str | os.PathLike | None = None) -> ClassStatistics:
+        """From :meth:`to_state`, or from :meth:`summary_state` with the features read lazily from the shards
+        beside it (``folder``: the run folder that holds ``statistics.pt``)."""
         norms = {n: NormMoments(*v) for n, v in state["norms"].items()}
-        return cls(state["features"], state["rows"], norms, state["counts"], state.get("layer_kinds", {}))
+        if "features" in state:
+            features, rows = state["features"], state["rows"]
+        else:
+            if folder is None:
+                raise ValueError("these statistics keep their features in shards: pass the run folder")
+            shards = Path(folder) / state["feature_shards"]
+            features = ClassShards(shards, state["feature_classes"], "features")
+            rows = ClassShards(shards, state["feature_classes"], "rows")
+        return cls(features, rows, norms, state["counts"], state.get("layer_kinds", {}))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ClassStatistics:
+        """Reads a run's ``statistics.pt`` (tensors only, ``weights_only``); features stay on disk until a class
+        is read (``stats.features[k]``). Files of earlier versions, with every feature inside, load as well."""
+        from .checkpoint import load
+
+        return cls.from_state(load(path), Path(path).parent)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes every class's features as a shard beside ``path``, then ``statistics.pt`` itself (last, so
+        its presence means the whole pass is on disk). One process; the pipeline writes shards per owner."""
+        from .checkpoint import atomic_save
+
+        for k in self.features:
+            write_class(Path(path).parent / FOLDER, k, self.features[k], self.rows[k])
+        atomic_save(self.summary_state(), path)
 
 
 def row_keys(seed: int, class_id: int, rows: torch.Tensor) -> torch.Tensor:

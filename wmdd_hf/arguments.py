@@ -32,6 +32,8 @@ BARYCENTER_SOLVERS = ("exact", "sinkhorn")
 #: Arguments that do not change the distilled set: they may differ when a run is resumed.
 NON_RESULT_FIELDS = {
     "output_dir",
+    "torch_compile",  # the same computation, compiled: a run may resume with or without it
+    "torch_compile_backend",
     "overwrite_output_dir",
     "logging_steps",
     "report_to",
@@ -162,6 +164,16 @@ class DistillationArguments:
         },
     )
     channels_last: bool = field(default=False, metadata={"help": "NHWC teacher and views during synthesis (GPUs)."})
+    torch_compile: bool = field(
+        default=False,
+        metadata={
+            "help": "torch.compile the teacher in place before synthesis (its norm-layer names, and so the "
+            "statistics' keys, stay the same); synthesis and soft labels run compiled. For GPUs; off by default."
+        },
+    )
+    torch_compile_backend: str = field(
+        default="inductor", metadata={"help": "The torch.compile backend with torch_compile ('inductor', 'aot_eager')."}
+    )
     recipe: str | None = field(
         default=None,
         metadata={

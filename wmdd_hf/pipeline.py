@@ -276,6 +276,8 @@ def synthesis_stage(
 
     acc, a = run.accelerator, run.args
     config = a.synthesis_config()
+    if a.torch_compile:  # in place: module names, and so the norm-layer statistics' keys, stay the same
+        run.teacher.model.compile(backend=a.torch_compile_backend)
     targets = NormTargets.from_moments(stats.norms, a.bn_loss) if a.bn_loss != "none" else None
     folder = run.output_dir / "synthetic"
     folder.mkdir(parents=True, exist_ok=True)

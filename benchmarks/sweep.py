@@ -96,11 +96,11 @@ def main() -> None:
         d_args = DistillationArguments(
             output_dir=str(out),
             images_per_class=args.ipc,
-            iterations=args.iterations,
             seed=0,
             disable_tqdm=True,
             save_plots=False,  # sweep points are compared, not published
-            **{"max_features_per_class": None, **point},  # every feature, as in the quality benchmark
+            # every feature, as in the quality benchmark; a point may set its own iterations
+            **{"max_features_per_class": None, "iterations": args.iterations, **point},
         )
         distiller = Distiller(teacher, d_args, train)
         distilled = distiller.distill()

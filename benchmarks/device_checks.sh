@@ -16,7 +16,9 @@
 #    their own results file under $RESULTS; afterwards, here:
 #      python benchmarks/merge_results.py <the files under $RESULTS>
 #    The lanes are the rows still missing from benchmarks/results/fashion_mnist.json (see section 3 below; the
-#    first GPU session's lanes are in git history: budgets, references, sweeps and the core rows).
+#    first GPU session's lanes are in git history: budgets, references, sweeps and the core rows). Checked with
+#    QUICK=1 DEVICE=cpu LANES="ipc1_herding variants10" (2026-11-30): every command ends rc=0 except that
+#    recipe="official" keeps its own iteration count, so in QUICK mode it runs until the deadline.
 #    Every command stops at the deadline (BUDGET seconds after the start); whatever finished is in the files.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,11 +34,11 @@ export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 if [ -n "${QUICK:-}" ]; then  # tiny sizes: checks the plumbing, measures nothing
   SYN="--iterations 3 --limit_train 1000 --student_steps 12"; SW="--iterations 3 --student_steps 6 --limit_train 1000"; SW1="$SW"
   B50="--budget_steps 12"; B1="--budget_steps 12"; FULL="--full_data_steps 12 --full_data_hard_steps 12"
-  SMOKE="--per_class 50"; GPU="--steps 2 --size 32 --classes 2 --ipc 2"; PLAIN="--epochs 1 --seeds 0"
+  SMOKE="--per_class 50"; GPU="--steps 2 --size 32 --classes 2 --ipc 2"
 else
   SYN=""; SW="--student_steps 1200"; SW1="--student_steps 4000"
   B50="--budget_factor 8"; B1="--budget_factor 8"; FULL="--full_data_steps 16000 --full_data_hard_steps 8000"
-  SMOKE=""; GPU="--steps 20 --compile"; PLAIN=""
+  SMOKE=""; GPU="--steps 20 --compile"
 fi
 
 run() {  # run CMD... with what is left of the budget; skipped near the deadline
@@ -82,48 +84,52 @@ part() { cp benchmarks/results/fashion_mnist.json "$RESULTS/$1.json"; echo "--re
 lane_smoke() {
   run python3 benchmarks/device_smoke.py --device "$DEVICE" $SMOKE --results "$RESULTS/device_smoke.json"
 }
-lane_ipc1_herding() { local W; W=$(part ipc1_herding); run $Q --ipc 1 --methods herding --seeds 0 1 2 $W; }
-lane_ipc1_nearest() {
-  local W; W=$(part ipc1_nearest)
-  run $Q --ipc 1 --methods barycenter_nearest_real --seeds 0 1 2 $W --synthesis "$IPC1"
+# every method row needs its no-augmentation row (ARS) and its hard-label row (HLR); session 4 measured on CPU the
+# IPC 10 no-augmentation rows of wmdd, herding and k-center, the unweighted ablation and the plain-user rows
+three() {  # three() W IPC METHOD [ARGS...]: the soft, no-augmentation and hard rows of one method
+  local W=$1 ipc=$2 m=$3; shift 3
+  run $Q --ipc "$ipc" --methods "$m" --seeds 0 1 2 $W "$@"
+  run $Q --ipc "$ipc" --methods "$m" --no_augment --seeds 0 1 2 $W "$@"
+  run $Q --ipc "$ipc" --methods "$m" --protocols hard --seeds 0 1 2 $W "$@"
 }
-lane_ipc1_kcenter() { local W; W=$(part ipc1_kcenter); run $Q --ipc 1 --methods kcenter --seeds 0 1 2 $W; }
-lane_ipc1_noaug() {
-  local W; W=$(part ipc1_noaug)
+lane_ipc1_random() {
+  local W; W=$(part ipc1_random)
   run $Q --ipc 1 --methods random --no_augment --seeds 0 1 2 $W
+  run $Q --ipc 1 --methods random --protocols hard --seeds 0 1 2 $W
+}
+lane_ipc1_wmdd() {
+  local W; W=$(part ipc1_wmdd)
   run $Q --ipc 1 --methods wmdd --no_augment --seeds 0 1 2 $W --synthesis "$IPC1"
+  run $Q --ipc 1 --methods wmdd --protocols hard --seeds 0 1 2 $W --synthesis "$IPC1"
 }
-lane_noaug10() {  # ARS inputs at IPC 10
-  local W; W=$(part noaug10)
-  run $Q --ipc 10 --methods wmdd herding barycenter_nearest_real kcenter --no_augment --seeds 0 1 2 $W
+lane_ipc1_herding() { local W; W=$(part ipc1_herding); three "$W" 1 herding; }
+lane_ipc1_nearest() { local W; W=$(part ipc1_nearest); three "$W" 1 barycenter_nearest_real --synthesis "$IPC1"; }
+lane_ipc1_kcenter() { local W; W=$(part ipc1_kcenter); three "$W" 1 kcenter; }
+lane_ipc10_rest() {  # the remaining no-augmentation and hard rows at IPC 10
+  local W; W=$(part ipc10_rest)
+  run $Q --ipc 10 --methods barycenter_nearest_real ablation_cross_entropy_per_class ablation_wasserstein_global \
+    --no_augment --seeds 0 1 2 $W
+  run $Q --ipc 10 --methods herding kcenter barycenter_nearest_real ablation_cross_entropy_per_class \
+    ablation_wasserstein_global --protocols hard --seeds 0 1 2 $W
 }
-lane_variants10() {  # the unweighted ablation, SRe2L, the official recipe and each init, under their own row names
+lane_variants10() {  # SRe2L, the official recipe, init patches, and the configs/fashion_mnist_ipc10.yaml recipe
   local W; W=$(part variants10)
-  run $Q --ipc 10 --methods wmdd --unweighted --seeds 0 1 2 $W
+  three "$W" 10 wmdd --row_name wmdd_init_real --synthesis '{"init": "real", "iterations": 200}'
   run $Q --ipc 10 --methods sre2l --seeds 0 1 2 $W
   run $Q --ipc 10 --methods wmdd --row_name wmdd_official --synthesis '{"recipe": "official"}' --seeds 0 1 2 $W
-  run $Q --ipc 10 --methods wmdd --row_name wmdd_init_real --init real --seeds 0 1 2 $W
   run $Q --ipc 10 --methods wmdd --row_name wmdd_init_patches --init patches --seeds 0 1 2 $W
 }
-lane_ipc50() {
-  local W; W=$(part ipc50)
+lane_ipc50_coresets() {
+  local W; W=$(part ipc50_coresets)
   run $Q --ipc 50 --methods barycenter_nearest_real kcenter --seeds 0 1 2 $W
-  run $Q --ipc 50 --methods random wmdd --no_augment --seeds 0 1 2 $W
 }
-lane_plain() {  # the plain-user rows with the current default set
-  local W=$WORK/plain
-  cp benchmarks/results/fashion_mnist.json "$RESULTS/plain.json"
-  cp benchmarks/results/fashion_mnist.json "$RESULTS/plain-set.json"  # its budgets; its rows are not merged
-  run $Q --ipc 10 --methods wmdd --seeds 0 --results "$RESULTS/plain-set.json" --work_dir "$W" || return 1
-  run $Q --stage publish_random --ipc 10 --results "$RESULTS/plain-set.json" --work_dir "$W" || return 1
-  local source
-  source=$(python3 -c "from wmdd_hf.data import default_cache_dir; print(default_cache_dir() / 'fashion_mnist-v2')")
-  run python3 benchmarks/plain_user.py --distilled "$(ls -d "$W"/wasserstein-per_class-ipc10-*/distilled | head -1)" \
-    --random "$W/random-ipc10-published" --source "$source" --seeds 0 1 2 --results "$RESULTS/plain.json" \
-    --output_dir "$W/plain_user" $PLAIN
+lane_ipc50_rest() {
+  local W; W=$(part ipc50_rest)
+  run $Q --ipc 50 --methods random wmdd herding --no_augment --seeds 0 1 2 $W
+  run $Q --ipc 50 --methods random wmdd herding --protocols hard --seeds 0 1 2 $W
 }
 
-for lane in ${LANES:-smoke ipc1_herding ipc1_nearest ipc1_kcenter ipc1_noaug noaug10 variants10 ipc50 plain}; do
+for lane in ${LANES:-smoke ipc1_random ipc1_wmdd ipc1_herding ipc1_nearest ipc1_kcenter ipc10_rest variants10 ipc50_coresets ipc50_rest}; do
   "lane_$lane" >"$RESULTS/lane-$lane.log" 2>&1 &
 done
 wait

@@ -85,7 +85,7 @@ lane_smoke() {
   run python3 benchmarks/device_smoke.py --device "$DEVICE" $SMOKE --results "$RESULTS/device_smoke.json"
 }
 # every method row needs its no-augmentation row (ARS) and its hard-label row (HLR); session 4 measured on CPU the
-# IPC 10 no-augmentation rows of wmdd, herding and k-center, the unweighted ablation and the plain-user rows
+# IPC 10 no-augmentation rows of wmdd, herding, k-center and nearest, the unweighted ablation and the plain-user rows
 three() {  # three() W IPC METHOD [ARGS...]: the soft, no-augmentation and hard rows of one method
   local W=$1 ipc=$2 m=$3; shift 3
   run $Q --ipc "$ipc" --methods "$m" --seeds 0 1 2 $W "$@"
@@ -107,7 +107,7 @@ lane_ipc1_nearest() { local W; W=$(part ipc1_nearest); three "$W" 1 barycenter_n
 lane_ipc1_kcenter() { local W; W=$(part ipc1_kcenter); three "$W" 1 kcenter; }
 lane_ipc10_rest() {  # the remaining no-augmentation and hard rows at IPC 10
   local W; W=$(part ipc10_rest)
-  run $Q --ipc 10 --methods barycenter_nearest_real ablation_cross_entropy_per_class ablation_wasserstein_global \
+  run $Q --ipc 10 --methods ablation_cross_entropy_per_class ablation_wasserstein_global \
     --no_augment --seeds 0 1 2 $W
   run $Q --ipc 10 --methods herding kcenter barycenter_nearest_real ablation_cross_entropy_per_class \
     ablation_wasserstein_global --protocols hard --seeds 0 1 2 $W

@@ -16,6 +16,7 @@ number of processes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,11 +173,8 @@ def send_features_to_owners(acc, stats: ClassStatistics) -> ClassStatistics:
     from accelerate.utils import gather_object
 
     num_classes, rank = len(stats.counts), acc.process_index
-    summaries = gather_object([(stats.norms, stats.counts, stats.layer_kinds)])
-    norms, counts, kinds = summaries[0]
-    for other_norms, other_counts, other_kinds in summaries[1:]:
-        norms = {name: m.merge(other_norms[name]) for name, m in norms.items()}
-        counts, kinds = counts + other_counts, {**kinds, **other_kinds}
+    parts = gather_object([ClassStatistics({}, {}, stats.norms, stats.counts, stats.layer_kinds)])  # no features
+    summary = functools.reduce(ClassStatistics.merge, parts)
     local_features, local_rows = dict(stats.features), dict(stats.rows)
     features, rows = {}, {}
     for owner in range(acc.num_processes):
@@ -190,7 +188,7 @@ def send_features_to_owners(acc, stats: ClassStatistics) -> ClassStatistics:
                 features[k] = torch.cat([p[k][0] for p in received])
                 rows[k] = torch.cat([p[k][1] for p in received])
             del received
-    return ClassStatistics(features, rows, norms, counts, kinds)
+    return ClassStatistics(features, rows, summary.norms, summary.counts, summary.layer_kinds)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ class EvaluationConfig:
     augment: bool = True
     weighted_kd: bool = True
     eval_every: int | None = None  # validation every this many steps; None: 8 points per run
+    channels_last: bool | None = None  # NHWC student and batches (same numbers up to rounding); None: _fast_layout
     progress: bool = True
 
     def __post_init__(self):
@@ -87,6 +88,7 @@ class EvaluationConfig:
     def describe(self) -> dict:
         d = asdict(self)
         d.pop("progress")
+        d.pop("channels_last")  # speed only: the protocol is the same either way
         d["optimizer"] = "AdamW, cosine" if self.protocol == "soft" else "SGD momentum 0.9, x0.1 at half"
         if not self.augment:
             d["augmentation"] = "none"
@@ -117,6 +119,8 @@ def test_accuracy(
     top1 = top5 = 0
     for s in range(0, len(images), batch_size):
         x = images[s : s + batch_size].to(device).float().div_(255)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=_layout_of(model))
         y = labels[s : s + batch_size].to(device)
         logits, _ = model(x)
         k = min(5, logits.shape[1])
@@ -125,6 +129,26 @@ def test_accuracy(
         top5 += (top == y[:, None]).any(1).sum().item()
     model.train(was_training)
     return top1 / max(len(images), 1), top5 / max(len(images), 1)
+
+
+def _layout_of(model: torch.nn.Module) -> torch.memory_format:
+    """channels_last when the model's first 4-D weight is stored NHWC, else contiguous."""
+    for p in model.parameters():
+        if p.dim() == 4:
+            return torch.channels_last if p.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    return torch.contiguous_format
+
+
+def _fast_layout(model: torch.nn.Module, channels_last: bool | None) -> torch.memory_format:
+    """The memory format a student trains fastest in; ``channels_last`` True/False forces it.
+
+    None: NHWC unless the model has a GroupNorm (instance norm), which has no NHWC kernel. Measured on this CPU,
+    one thread, 100 images of 28 px: the batch-norm ConvNet's soft step 0.41 -> 0.30 s in NHWC; the instance-norm
+    ConvNet's hard step 0.28 -> 0.47 s (slower).
+    """
+    if channels_last is None:
+        channels_last = not any(isinstance(m, torch.nn.GroupNorm) for m in model.modules())
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def build_student(config: EvaluationConfig, spec: ImageSpec, num_classes: int, seed: int) -> Backbone:
@@ -192,6 +216,8 @@ def train_student(
     if teacher is not None and next(teacher.parameters()).device != device:
         teacher = teacher.to(device)
     student = build_student(c, spec, num_classes, seed).to(device)
+    layout = _fast_layout(student, c.channels_last) if images.dim() == 4 else torch.contiguous_format
+    student = student.to(memory_format=layout)
     g = torch.Generator().manual_seed(seed)
     if c.protocol == "soft":
         optimizer = torch.optim.AdamW(student.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)
@@ -200,7 +226,7 @@ def train_student(
         optimizer = torch.optim.SGD(student.parameters(), lr=c.learning_rate, momentum=0.9, weight_decay=c.weight_decay)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [c.steps // 2], 0.1)
     aug = AugmentConfig(scale=c.crop_scale, flip=True)
-    pixels = images.to(device).float().div_(255)
+    pixels = images.to(device).float().div_(255).contiguous(memory_format=layout)
     labels = labels.to(device)
     w = weights.to(device).float() if (weights is not None and c.weighted_kd) else None
     batch = min(c.batch_size, len(images))
@@ -216,19 +242,20 @@ def train_student(
         idx = order[position * batch : (position + 1) * batch].to(device)
         if c.protocol == "hard":
             x = augment(pixels[idx], aug, g) if c.augment else pixels[idx]
-            loss = F.cross_entropy(student(x)[0], labels[idx])
+            loss = F.cross_entropy(student(x.contiguous(memory_format=layout))[0], labels[idx])
         elif teacher is not None:
             x = pixels[idx]
             if c.augment:
                 x = augment(x, aug, g)
                 partners, boxes = sample_cutmix(len(idx), spec.size, g, p=c.cutmix_p)
                 x = apply_cutmix(x, x[partners.to(device)], boxes)
+            x = x.contiguous(memory_format=layout)
             with torch.no_grad():
                 target = teacher(x)[0]
             loss = kd_loss(student(x)[0], target, c.temperature, None if w is None else w[idx])
         else:
             e = epoch % stored.epochs
-            x = stored.render(pixels, e, idx) if c.augment else pixels[idx]
+            x = (stored.render(pixels, e, idx) if c.augment else pixels[idx]).contiguous(memory_format=layout)
             target = stored.logits[e, idx.to(stored.logits.device)].to(device)
             loss = kd_loss(student(x)[0], target, c.temperature, None if w is None else w[idx])
         optimizer.zero_grad(set_to_none=True)

@@ -51,6 +51,19 @@ def test_yaml_config_and_flags(tmp_path):
     assert teacher.epochs == 3 and teacher.model == "wmdd_convnet"
 
 
+@pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_parse_with_the_distill_scripts_arguments(config):
+    """``make demo`` runs examples/distill.py with configs/fashion_mnist_ipc10.yaml: every key must be a known flag."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("distill_example", ROOT / "examples" / "distill.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    script, args = parse_args((module.ScriptArguments, DistillationArguments), ["--config", str(config)])
+    ipc = int(config.stem.rsplit("ipc", 1)[1])
+    assert args.images_per_class == ipc and script.dataset == "fashion_mnist"
+
+
 def test_distill_script_runs_logs_and_pushes(hub, tiny_teacher_dir, small_train, tmp_path):
     data = tmp_path / "data"
     small_train.select(range(0, 3000, 10)).save_to_disk(str(data))

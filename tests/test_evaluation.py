@@ -226,7 +226,9 @@ def test_channels_last_students_train_to_the_same_weights(monkeypatch):
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (24, 3, 16, 16), dtype=torch.uint8, generator=g)
     labels = torch.arange(3).repeat(8)
-    teacher = load_backbone("wmdd_convnet", num_classes=3, in_chans=3, img_size=16, width=8, depth=2, pretrained=False).eval()
+    teacher = load_backbone(
+        "wmdd_convnet", num_classes=3, in_chans=3, img_size=16, width=8, depth=2, pretrained=False
+    ).eval()
     config = dict(student_kwargs={"width": 8, "depth": 2}, steps=6, batch_size=12, progress=False)
     for channels_last in (False, True):
         ev.train_student(images, labels, EvaluationConfig(channels_last=channels_last, **config), teacher=teacher)
@@ -242,5 +244,7 @@ def test_channels_last_students_train_to_the_same_weights(monkeypatch):
     # the layouts differ by under 5 % of how far training moved the weights (measured: 0.7 %).
     assert mean_gap(plain, nhwc) < 0.05 * mean_gap(plain, start), (mean_gap(plain, nhwc), mean_gap(plain, start))
     assert ev._fast_layout(nhwc, None) == torch.channels_last  # batch norm: NHWC by default
-    instance = load_backbone("wmdd_convnet", num_classes=3, in_chans=3, img_size=16, width=8, norm="instance", pretrained=False)
+    instance = load_backbone(
+        "wmdd_convnet", num_classes=3, in_chans=3, img_size=16, width=8, norm="instance", pretrained=False
+    )
     assert ev._fast_layout(instance, None) == torch.contiguous_format  # GroupNorm has no NHWC kernel

@@ -135,7 +135,9 @@ def _layout_of(model: torch.nn.Module) -> torch.memory_format:
     """channels_last when the model's first 4-D weight is stored NHWC, else contiguous."""
     for p in model.parameters():
         if p.dim() == 4:
-            return torch.channels_last if p.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+            return (
+                torch.channels_last if p.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+            )
     return torch.contiguous_format
 
 

@@ -2,7 +2,7 @@ import torch
 
 from wmdd_hf import AugmentConfig, apply_views, augmented_soft_labels, load_backbone, soft_labels
 from wmdd_hf.augment import apply_cutmix, sample_cutmix
-from wmdd_hf.soft_labels import ViewLabels
+from wmdd_hf.soft_labels import ViewLabels, teacher_outputs
 
 
 def _net():
@@ -18,6 +18,16 @@ def test_soft_labels_are_float16_probabilities():
     torch.testing.assert_close(p.float().sum(1), torch.ones(7), atol=3e-3, rtol=0)
     expected = torch.softmax(b(x)[0] / 2.0, 1)
     torch.testing.assert_close(p.float(), expected, atol=1e-3, rtol=0)
+
+
+def test_teacher_outputs_batch_uint8_pixels_like_floats_in_unit_range():
+    b = _net()
+    pixels = torch.randint(0, 256, (7, 1, 28, 28), dtype=torch.uint8)
+    logits, feats = teacher_outputs(b, pixels, batch_size=3)
+    full_logits, full_feats = b(pixels.float() / 255)
+    torch.testing.assert_close(logits, full_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(feats, full_feats, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(teacher_outputs(b, pixels.float() / 255, batch_size=5)[1], full_feats)
 
 
 def test_cutmix_pastes_the_partners_box_and_nothing_else():

@@ -31,7 +31,7 @@ from .backbones import Backbone
 from .barycenter import wasserstein_barycenter
 from .data import DatasetValidationError, decode_all, fits_in_memory, iterate_batches, uint8_to_png_images
 from .feature_store import FOLDER, ClassShards, owned_classes, write_class
-from .soft_labels import ViewLabels, augmented_soft_labels, soft_labels, storage_bytes
+from .soft_labels import ViewLabels, augmented_soft_labels, soft_labels, storage_bytes, teacher_outputs
 from .statistics import ClassStatistics, collect_class_statistics
 from .synthesis import NormTargets, synthesize_batch
 
@@ -401,14 +401,7 @@ def point_distances(teacher: Backbone, images_uint8: torch.Tensor, labels: torch
     (un-augmented, as stored: uint8 pixels) and its own point. ``real_median_to_nearest_point``: median over the
     class's kept real features of the distance to the nearest point. Feature units (the teacher's penultimate layer).
     """
-    device = next(teacher.parameters()).device
-    teacher.eval()
-    feats = torch.cat(
-        [
-            teacher(images_uint8[s : s + 500].to(device).float() / 255)[1].float().cpu()
-            for s in range(0, len(labels), 500)
-        ]
-    )
+    feats = teacher_outputs(teacher, images_uint8)[1].cpu()
     out = {}
     for k in sorted(bary):
         points = torch.as_tensor(np.asarray(bary[k]["positions"]), dtype=torch.float32)

@@ -20,14 +20,27 @@ from .backbones import Backbone
 
 
 @torch.no_grad()
-def teacher_logits(backbone: Backbone, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """``(N, K)`` float32 logits of ``backbone`` on ``images (N, C, H, W)`` in [0, 1], on the backbone's device."""
+def teacher_outputs(
+    backbone: Backbone, images: torch.Tensor, batch_size: int = 500
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits (N, K), features (N, D))`` float32 of ``backbone`` in eval mode on ``images (N, C, H, W)``: floats in
+    [0, 1], or uint8 pixels (divided by 255 one batch at a time), ``batch_size`` images at a time on its device."""
     backbone.eval()
     device = next(backbone.parameters()).device
-    out = [
-        backbone(images[s : s + batch_size].to(device).float())[0].float() for s in range(0, len(images), batch_size)
-    ]
-    return torch.cat(out) if out else torch.zeros(0, backbone.num_classes, device=device)
+    logits, feats = [], []
+    for s in range(0, len(images), batch_size):
+        x = images[s : s + batch_size].to(device).float()
+        out, feat = backbone(x / 255 if images.dtype == torch.uint8 else x)
+        logits.append(out.float())
+        feats.append(feat.float())
+    if not logits:
+        return torch.zeros(0, backbone.num_classes, device=device), torch.zeros(0, 0, device=device)
+    return torch.cat(logits), torch.cat(feats)
+
+
+def teacher_logits(backbone: Backbone, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """``(N, K)`` float32 logits of ``backbone`` on ``images (N, C, H, W)`` in [0, 1], on the backbone's device."""
+    return teacher_outputs(backbone, images, batch_size)[0]
 
 
 def soft_labels(

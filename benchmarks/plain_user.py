@@ -42,6 +42,7 @@ def parse() -> argparse.Namespace:
         help="Folder of a random real subset published the same way, with the same teacher's soft labels "
         "(python benchmarks/quality.py --stage publish_random). Default: drawn here with datasets, hard labels only.",
     )
+    p.add_argument("--name", default="wmdd", help="Method name of the distilled set's rows (e.g. wmdd_init_real).")
     p.add_argument("--ipc", type=int, default=10)
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -134,7 +135,7 @@ def main() -> None:
         random_set = random_subset(source["train"], args.ipc, args.validation_size)
     num_labels = source["train"].features["label"].num_classes
     rows = []
-    for method, dataset in (("wmdd", distilled), ("random", random_set)):
+    for method, dataset in ((args.name, distilled), ("random", random_set)):
         for labels in ("hard", "soft"):
             if labels == "soft" and "soft_label" not in dataset.column_names:
                 # a random subset has no soft labels of its own: the person would not have any either
@@ -156,7 +157,7 @@ def main() -> None:
                 "student": "transformers ResNet (basic, 32-64-128, depths 1-1-1)",
                 "seconds": round(time.time() - start, 1),
                 "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-                "set": str(args.distilled if method == "wmdd" else args.random),
+                "set": str(args.distilled if method == args.name else args.random),
             }
             print(json.dumps(row), flush=True)
             rows.append(row)

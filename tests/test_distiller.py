@@ -88,12 +88,16 @@ def test_end_to_end_on_fashion_mnist(tmp_path, tiny_teacher, small_train, small_
 
 def test_rerun_resumes_and_different_arguments_are_refused(tmp_path, tiny_teacher, small_train):
     args = _args(tmp_path, iterations=5, soft_label_epochs=0)
-    Distiller(tiny_teacher, args, small_train).distill()
+    first = Distiller(tiny_teacher, args, small_train)
+    first.distill()
+    assert first.metrics["resumed"] == {"statistics": False, "barycenter": False, "synthesis_batches": 0}
     synthesized = [e for e in read_events(args.output_dir) if e["stage"] == "synthesis"]
     assert len(synthesized) == 2  # 10 classes, 5 per batch
     again = Distiller(tiny_teacher, args, small_train)
     again.distill()
     assert again.state.skipped_batches == 2 and again.state.synthesized_batches == 0
+    on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert on_disk["resumed"] == {"statistics": True, "barycenter": True, "synthesis_batches": 2}
     assert len([e for e in read_events(args.output_dir) if e["stage"] == "synthesis"]) == 2
     with pytest.raises(OutputDirError, match=r"bn_weight: 10.0 -> 0.5"):
         Distiller(

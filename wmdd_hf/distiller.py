@@ -175,9 +175,15 @@ class Distiller:
             )
         self._callback("on_train_begin")
         timings: dict[str, float] = {}
+        # what this call found on disk, so that the stage seconds of a resumed run read right
+        resumed = {
+            s: (self.output_dir / f).exists()
+            for s, f in (("statistics", "statistics.pt"), ("barycenter", "barycenters.pt"))
+        }
         stats = self._timed("statistics", timings, self._statistics)
         bary = self._timed("barycenter", timings, self._barycenters, stats)
         self._timed("synthesis", timings, self._synthesize, stats, bary)
+        resumed["synthesis_batches"] = self.state.skipped_batches
         dataset = None
         if acc.is_main_process:
             images, labels, histories = pipeline.collect_synthetic(self.run)
@@ -189,7 +195,7 @@ class Distiller:
             pipeline.save_stage(self.run, dataset, soft, images, labels, stats, bary, self.metadata())
             timings["save_s"] = round(time.time() - start, 2)
         self.state.stage_seconds = timings
-        self.metrics.update(timings)
+        self.metrics.update(timings, resumed=resumed)
         if acc.is_main_process:
             self.log({k: v for k, v in self.metrics.items() if isinstance(v, (int, float))})
             ckpt.atomic_write_text(json.dumps(self.metrics, indent=2), self.output_dir / "metrics.json")

@@ -228,7 +228,7 @@ def train_student(
         optimizer = torch.optim.SGD(student.parameters(), lr=c.learning_rate, momentum=0.9, weight_decay=c.weight_decay)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [c.steps // 2], 0.1)
     aug = AugmentConfig(scale=c.crop_scale, flip=True)
-    pixels = images.to(device).float().div_(255).contiguous(memory_format=layout)
+    pixels = images.to(device).float().div_(255)  # each batch is put in `layout` right before the student sees it
     labels = labels.to(device)
     w = weights.to(device).float() if (weights is not None and c.weighted_kd) else None
     batch = min(c.batch_size, len(images))

@@ -59,6 +59,7 @@ SYNTHESIS = {  # method -> (feature_loss, bn_loss)
     "ablation_wasserstein_global": ("wasserstein", "global"),
 }
 SELECTIONS = ("random", "herding", "kcenter", "barycenter_nearest_real")
+SCORE_KEYS = ("ior", "hlr", "lrs", "ars")
 NOTES = [
     "Every choice behind these numbers (student step budgets, synthesis defaults, sweep points) comes from the "
     "validation split; the test split is read once per trained student, at the end, and never used to choose.",
@@ -76,7 +77,7 @@ NOTES = [
     "The plain-user rows use the current default IPC 10 set (the H200 wmdd set of the table, loss_scale mean, bn_weight 10), rerun on this CPU on 2026-11-30; the previous default set (sum, 0.1) had given wmdd hard 70.21 +- 0.84, soft 74.32 +- 1.00 (random unchanged: the same published subset and seeds).",
     "Rows with device 'cpu' measured on 2026-11-30 (the no-augmentation and unweighted wmdd rows, the coreset no-augmentation rows) train on the very sets of the H200 rows where those were brought back (benchmarks/quality.py reuses a finished distilled/ folder), so each pair of rows differs only in the protocol switch. Sets selected from a statistics pass (herding, k-center, nearest) are reselected on the CPU from the same 55,000 images. Rows recorded before the cap existed carry max_features_per_class None: every feature was kept then.",
     "Students trained on this CPU in session 5 (2026-11-30, later rows) use the NHWC memory layout where that is faster (EvaluationConfig.channels_last: the batch-norm soft-protocol ConvNet; the instance-norm hard-protocol one stays NCHW): the same protocol and numbers up to float rounding (a test checks it), about 1.35x less time per step.",
-    "At IPC 1 herding, k-center and nearest-to-barycenter select the same image per class (the one nearest to the class's mean feature: herding's first pick, k-center's start, and the one-point W2 barycenter is the mean), so their three rows are one set measured three times.",
+    "At IPC 1 herding, k-center and nearest-to-barycenter select the same image per class (the one nearest to the class's mean feature: herding's first pick, k-center's start, and the one-point W2 barycenter is the mean). Their soft rows are that one set measured three times (identical accuracies per seed). Later rows marked 'method (= other)' (same_set_as in the JSON) reuse the other selection's students instead of training them again: same training rows in the same order, protocol, steps and seeds give the same students (benchmarks/quality.py twin_row).",
     "wmdd rows use the synthesis options chosen on validation (benchmarks/results/sweep.md): IPC 10 and 50 the library defaults (loss_scale mean, bn_weight 10), IPC 1 bn_weight 100 (configs/fashion_mnist_ipc1.yaml). Every benchmark set keeps all features (max_features_per_class None).",
 ]
 
@@ -195,6 +196,11 @@ def build_set(method: str, ipc: int, args, teacher, train, work: Path):
         distilled, seconds, metrics = distil(method, ipc, args, teacher, train, work)
         keys = ("feature_loss_start", "feature_loss_end", "teacher_agreement", "w2_cost_mean")
         return distilled, seconds, {k: metrics.get(k) for k in keys}
+    return train.select(selected_rows(method, ipc, args, teacher, train, work)), time.time() - start, {}
+
+
+def selected_rows(method: str, ipc: int, args, teacher, train, work: Path) -> list[int]:
+    """Training rows (in order) that the selection ``method`` picks at ``ipc``."""
     if method not in SELECTIONS:
         raise SystemExit(f"unknown method {method}")
     if not (work / "statistics.pt").exists() or method == "barycenter_nearest_real":
@@ -208,8 +214,34 @@ def build_set(method: str, ipc: int, args, teacher, train, work: Path):
         if method.startswith("bary")
         else None
     )
-    rows = select_rows(stats, method, ipc, seed=0, barycenters=bary)
-    return train.select(rows), time.time() - start, {}
+    return select_rows(stats, method, ipc, seed=0, barycenters=bary)
+
+
+def twin_row(existing: dict, method: str, ipc: int, config, args, teacher, train, work: Path) -> dict | None:
+    """A measured row of another selection method that picked exactly these training rows, in the same order, under
+    this row's protocol and seeds. Students are deterministic in (images, order, labels, protocol, seed), so such a
+    row's students are this row's students: it is reused, not trained again (at IPC 1 herding, k-center and
+    nearest-to-barycenter pick the same image per class)."""
+    if method not in SELECTIONS:
+        return None
+    mine = None
+    for r in existing.get("results", []):
+        same_protocol = (r["ipc"], r["protocol"], r.get("augment", True), r.get("weighted_kd", True)) == (
+            ipc,
+            config.protocol,
+            config.augment,
+            config.weighted_kd,
+        )
+        if r["method"] not in SELECTIONS or r["method"] == method or not same_protocol:
+            continue
+        if r["steps"] != config.steps or r["seeds"] != list(args.seeds) or r.get("same_set_as"):
+            continue
+        if r["student"] != f"{config.student} {config.student_kwargs}":
+            continue
+        mine = mine if mine is not None else selected_rows(method, ipc, args, teacher, train, work)
+        if selected_rows(r["method"], ipc, args, teacher, train, work) == mine:
+            return r
+    return None
 
 
 def read_results(path: Path) -> dict:
@@ -311,7 +343,8 @@ def render_markdown(data: dict) -> str:
         for r in [r for r in data["results"] if r["protocol"] == protocol]:
             f3 = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
             lines.append(
-                f"| {r['method']} | {r['ipc']} | {'yes' if r.get('augment', True) else 'no'} | "
+                f"| {r['method']}{' (= ' + r['same_set_as'] + ')' if r.get('same_set_as') else ''} | {r['ipc']} | "
+                f"{'yes' if r.get('augment', True) else 'no'} | "
                 f"{'yes' if r.get('weighted') else 'no'} | {pct(r['acc_mean'])} ± {pct(r['acc_std'])} | "
                 f"{pct(r.get('val_acc_mean'))} | {pct(r.get('ior'))} | {pct(r.get('hlr'))} | {f3(r.get('lrs'))} | "
                 f"{f3(r.get('ars'))} | {len(r['seeds'])} | {r.get('steps')} | {r.get('seconds_per_student')} | "
@@ -443,6 +476,13 @@ def main() -> None:
                 plot = curves_dir(args) / f"{tag}.png"
                 plot.parent.mkdir(parents=True, exist_ok=True)
                 seeds = list(args.seeds)
+                twin = twin_row(existing, method, ipc, config, args, teacher, train, work)
+                if twin is not None:
+                    row = {k: v for k, v in twin.items() if k not in SCORE_KEYS}
+                    row.update(method=args.row_name or method, same_set_as=twin["method"])
+                    print(json.dumps(row), flush=True)
+                    existing = merge_results(results, payload, [row])
+                    continue
                 reuse = reused_budget_runs(existing, ipc, method, protocol, config, steps_table[ipc], args)
                 seeds = [s for s in seeds if s not in reuse]
                 result = (

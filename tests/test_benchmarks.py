@@ -143,3 +143,32 @@ def test_a_shared_statistics_pass_travels_with_its_feature_shards(tmp_path):
     for folder in (work / "statistics-augmented-0.5-0.0.pt", run_b / "statistics.pt"):
         back = ClassStatistics.load(folder)
         assert all(torch.equal(back.features[k], features[k]) and torch.equal(back.rows[k], rows[k]) for k in (0, 1))
+
+
+def test_a_selection_that_picks_another_rows_images_in_the_same_order_reuses_its_students(monkeypatch):
+    import argparse
+
+    from wmdd_hf.evaluation import EvaluationConfig
+
+    quality = _load("quality")
+    picks = {"herding": [3, 1, 2], "kcenter": [1, 2, 3], "random": [7, 8, 9], "barycenter_nearest_real": [1, 2, 3]}
+    monkeypatch.setattr(quality, "selected_rows", lambda method, *rest: picks[method])
+    config = EvaluationConfig(protocol="soft", steps=8000)
+    student = f"{config.student} {config.student_kwargs}"
+    existing = {
+        "results": [
+            _row("herding", 1, 0.70, 8000, student=student),  # same images, another order: other batches
+            _row("random", 1, 0.71, 8000, student=student),  # other images
+            _row("kcenter", 1, 0.72, 4000, student=student),  # same images, another budget
+            _row("kcenter", 10, 0.73, 8000, student=student),  # another IPC
+        ]
+    }
+    args = argparse.Namespace(seeds=[0])
+    assert quality.twin_row(existing, "barycenter_nearest_real", 1, config, args, None, None, None) is None
+    existing["results"].append(_row("kcenter", 1, 0.74, 8000, student=student))
+    twin = quality.twin_row(existing, "barycenter_nearest_real", 1, config, args, None, None, None)
+    assert twin is not None and twin["acc_mean"] == 0.74
+    more_seeds = argparse.Namespace(seeds=[0, 1])
+    assert quality.twin_row(existing, "barycenter_nearest_real", 1, config, more_seeds, None, None, None) is None
+    hard = EvaluationConfig(protocol="hard", steps=8000)
+    assert quality.twin_row(existing, "barycenter_nearest_real", 1, hard, args, None, None, None) is None

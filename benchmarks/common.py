@@ -44,10 +44,14 @@ def benchmark_splits(limit_train: int | None = None):
 
 
 def statistics_file(options: dict) -> str:
-    """The name of the shared statistics pass for these options: it depends only on the view of the real images."""
-    if options.get("statistics_view", "clean") == "clean":
-        return "statistics.pt"
-    return f"statistics-augmented-{options.get('crop_scale_min', 0.5)}-{options.get('jitter', 0.0)}.pt"
+    """The name of the shared statistics pass for these options: it depends only on the view of the real images and
+    on which teacher features are kept."""
+    parts = []
+    if options.get("statistics_view", "clean") != "clean":
+        parts.append(f"augmented-{options.get('crop_scale_min', 0.5)}-{options.get('jitter', 0.0)}")
+    if options.get("feature_pool", "none") != "none":
+        parts.append(f"pool_{options['feature_pool']}")
+    return "-".join(["statistics", *parts]) + ".pt"
 
 
 def _copy_pass(source: Path, target: Path, shards: str) -> None:

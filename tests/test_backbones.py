@@ -111,3 +111,43 @@ def test_unknown_name_is_a_clear_error(hub):
     with pytest.raises(ValueError, match="neither a timm model name"):
         load_backbone("no-such-org/no-such-model-xyz")
     assert any("no-such-org/no-such-model-xyz" in path for _, path in hub.requests)  # the real lookup was made
+
+
+def test_avg_feature_pool_averages_the_last_map_and_keeps_the_logits():
+    b = load_backbone("wmdd_convnet", num_classes=10, in_chans=1, pretrained=False, width=8).train()
+    x = torch.rand(5, 1, 28, 28)
+    running = [m.running_mean.clone() for m in b.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    b.set_feature_pool("avg")
+    assert b.training and b.feature_dim == 8  # the dry run for the size left mode and running statistics alone
+    assert all(
+        torch.equal(r, m.running_mean)
+        for r, m in zip(running, [m for m in b.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    )
+    b.eval()
+    with torch.no_grad():
+        logits, features = b(x)
+        fmap = b.model.features(b.normalize(x))  # (5, 8, 3, 3)
+        torch.testing.assert_close(features, fmap.mean((2, 3)))
+        torch.testing.assert_close(logits, b.model.fc(fmap.flatten(1)))
+        b.set_feature_pool("none")
+        assert b.feature_dim == 8 * 3 * 3
+        torch.testing.assert_close(b(x)[0], logits)
+
+
+def test_timm_vit_pooled_features_leave_out_the_class_token():
+    b = load_backbone("test_vit", num_classes=10, pretrained=False).eval()
+    b.set_feature_pool("avg")
+    x = torch.rand(2, 3, *b.spec.size)
+    with torch.no_grad():
+        tokens = b.model.forward_features(b.normalize(x))  # (2, prefix + patches, width)
+        assert b.model.num_prefix_tokens >= 1
+        torch.testing.assert_close(b(x)[1], tokens[:, b.model.num_prefix_tokens :].mean(1))
+        assert b.feature_dim == tokens.shape[-1]
+
+
+def test_feature_pool_on_a_transformers_model_names_the_fix():
+    b = load_backbone(tiny_hf_resnet())
+    with pytest.raises(ValueError, match="timm"):
+        b.set_feature_pool("avg")
+    with pytest.raises(ValueError, match="feature_pool='max'"):
+        b.set_feature_pool("max")

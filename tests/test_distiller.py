@@ -139,6 +139,7 @@ def test_a_run_from_before_loss_scale_existed_resumes_only_with_its_own_scale(tm
         ({"bn_loss": "batch"}, ValueError, "bn_loss='batch'"),
         ({"barycenter_weights": "free"}, ValueError, "barycenter_weights"),
         ({"init": "zeros"}, ValueError, "init='zeros'"),
+        ({"feature_pool": "max"}, ValueError, "feature_pool='max'"),
         ({"push_to_hub": True}, ValueError, "hub_dataset_id"),
         ({"hub_dataset_id": "not a repo"}, ValueError, "user/name"),
     ],
@@ -288,6 +289,27 @@ def test_augmented_statistics_describe_the_views_synthesis_sees(tmp_path, tiny_t
             seen = tiny_teacher(apply_views(real[:, None] / 255, row_views(rows, views, seed=7)))[1]
         torch.testing.assert_close(stats.features[k], seen, rtol=1e-4, atol=1e-4)
         assert not torch.allclose(stats.features[k], clean, rtol=1e-3, atol=1e-3)
+
+
+def test_pooled_features_are_what_the_barycenters_and_synthesis_see(tmp_path, tiny_teacher, small_train):
+    """feature_pool='avg': the kept features are the teacher's last map averaged over positions (width 16 values,
+    not the flattened 16 x 7 x 7 map), and the barycenter points live in that space."""
+    args = _args(tmp_path, iterations=2, feature_pool="avg", save_plots=False)
+    d = Distiller(tiny_teacher, args, small_train)
+    d.distill()
+    stats = d._statistics()
+    for k in (0, 9):
+        rows = stats.rows[k][:20]
+        real = torch.stack([torch.from_numpy(np.asarray(small_train[int(r)]["image"], dtype=np.float32)) for r in rows])
+        with torch.no_grad():
+            fmap = tiny_teacher.model.features(tiny_teacher.normalize(real[:, None] / 255))
+        assert fmap.shape[1:] == (16, 7, 7)
+        torch.testing.assert_close(stats.features[k][:20], fmap.mean((2, 3)), rtol=1e-4, atol=1e-4)
+    from wmdd_hf.checkpoint import load
+
+    points = load(tmp_path / "run" / "barycenters.pt")
+    assert tuple(points[0]["positions"].shape) == (2, 16)
+    assert d.metrics["point_distances"]
 
 
 def test_torch_compile_gives_the_uncompiled_set(tmp_path, tiny_teacher, small_train):

@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .augment import AugmentConfig
+from .backbones import FEATURE_POOLS
 from .synthesis import BN_LOSSES, FEATURE_LOSSES, SynthesisConfig
 
 INITS = ("noise", "real", "patches")
@@ -148,6 +149,13 @@ class DistillationArguments:
             "terms keep the augmented view); 'augmented': the view's features."
         },
     )
+    feature_pool: str = field(
+        default="none",
+        metadata={
+            "help": "Teacher features the barycenters are computed on and synthesis matches: 'none' (the "
+            "classifier's input) or 'avg' (the last feature map averaged over positions; timm teachers)."
+        },
+    )
     statistics_view: str = field(
         default="clean",
         metadata={
@@ -224,6 +232,7 @@ class DistillationArguments:
         one_of("barycenter_solver", BARYCENTER_SOLVERS)
         one_of("init", INITS)
         one_of("statistics_view", ("clean", "augmented"))
+        one_of("feature_pool", FEATURE_POOLS)
         if self.images_per_class < 1:
             raise ValueError(f"images_per_class={self.images_per_class}: it must be at least 1.")
         for name in ("iterations", "batch_size", "stats_batch_size", "barycenter_iterations", "logging_steps"):

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 #: Normalisation layers whose input statistics the method can match, by kind.
 NORM_KINDS = ("batch", "layer", "group")
+#: What :meth:`Backbone.forward` returns as features (see :meth:`Backbone.set_feature_pool`).
+FEATURE_POOLS = ("none", "avg")
 
 
 def norm_channel_dim(module: nn.Module) -> int:
@@ -78,6 +80,7 @@ class Backbone(nn.Module):
         self.class_names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
         self._captured: torch.Tensor | None = None
         self.head.register_forward_pre_hook(self._capture)
+        self.feature_pool = "none"
         #: Where the model came from (``id``, ``architecture``, ``test_acc``, ``folder``), for cards and reports.
         self.metadata: dict = {"id": type(model).__name__, "architecture": type(model).__name__}
 
@@ -90,10 +93,42 @@ class Backbone(nn.Module):
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``pixels`` float ``(B, C, H, W)`` in [0, 1] -> ``(logits (B, K), features (B, D))``."""
         x = self.normalize(pixels)
+        if self.feature_pool == "avg":
+            fmap = self.model.forward_features(x)
+            logits = self.model.forward_head(fmap)
+            self._captured = None  # the head's hook fired too; its flattened input is not the feature here
+            return logits, _average_positions(fmap, self.model)
         out = self.model(pixel_values=x) if self.source == "transformers" else self.model(x)
         logits = out.logits if hasattr(out, "logits") else out
         features, self._captured = self._captured, None
         return logits, features.flatten(1)
+
+    def set_feature_pool(self, pool: str) -> Backbone:
+        """Chooses the features :meth:`forward` returns (and so the features the barycenters are computed on and
+        synthesis matches).
+
+        ``"none"``: the classifier's input as it is: the ConvNet's flattened ``width x 3 x 3`` map (576 values at
+        width 64, not invariant to crops and flips), a ResNet's pooled vector, a ViT's pre-logits token.
+        ``"avg"``: the last feature map averaged over its positions (over its patch tokens for a ViT), ``(B, C)``:
+        a crop or flip of an image moves it less. Needs a timm model (``forward_features``/``forward_head``); the
+        logits are unchanged.
+        """
+        if pool not in FEATURE_POOLS:
+            raise ValueError(f"feature_pool={pool!r} is not one of {list(FEATURE_POOLS)}.")
+        if pool != "none" and not (self.source == "timm" and hasattr(self.model, "forward_features")):
+            raise ValueError(
+                f"feature_pool={pool!r} needs a timm model with forward_features/forward_head; this teacher is a "
+                f"{self.source} model ({type(self.model).__name__}). Use feature_pool='none', or load the "
+                "architecture through timm."
+            )
+        self.feature_pool = pool
+        was_training = self.training
+        self.eval()  # a dry run for the feature size must not touch batch-norm running statistics
+        with torch.no_grad():
+            probe = torch.zeros(1, self.spec.channels, *self.spec.size, device=self.mean.device)
+            self.feature_dim = self(probe)[1].shape[1]
+        self.train(was_training)
+        return self
 
     def norm_layers(self, kinds: tuple[str, ...] = NORM_KINDS) -> list[tuple[str, nn.Module]]:
         """``[(qualified name, module)]`` of the normalisation layers of the given kinds, in forward order."""
@@ -116,6 +151,16 @@ class Backbone(nn.Module):
         for p in self.parameters():
             p.requires_grad_(False)
         return self
+
+
+def _average_positions(fmap: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """``(B, C, H, W)`` (or ``(B, H, W, C)`` for timm's NHWC models) or tokens ``(B, N, C)`` -> ``(B, C)``, the mean
+    over positions; a ViT's prefix (class) tokens are left out."""
+    if fmap.ndim == 4:
+        return fmap.mean((1, 2) if getattr(model, "output_fmt", "NCHW") == "NHWC" else (2, 3))
+    if fmap.ndim == 3:
+        return fmap[:, getattr(model, "num_prefix_tokens", 0) :].mean(1)
+    return fmap.flatten(1)
 
 
 def _find_head(model: nn.Module) -> nn.Linear:

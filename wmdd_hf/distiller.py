@@ -83,6 +83,7 @@ class Distiller:
             raise ValueError("train_dataset is required: a datasets image-classification dataset.")
         self.accelerator = Accelerator(log_with=self.args.trackers or None, project_dir=self.args.output_dir)
         self.teacher = load_backbone(model).freeze().to(self.accelerator.device)
+        self.teacher.set_feature_pool(self.args.feature_pool)
         if self.args.channels_last:
             self.teacher = self.teacher.to(memory_format=torch.channels_last)
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset

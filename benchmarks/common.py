@@ -43,6 +43,12 @@ def benchmark_splits(limit_train: int | None = None):
     return train, validation, test
 
 
+def work_folder(work_dir: str, limit_train: int | None) -> Path:
+    """Where a benchmark keeps its runs and shared statistics passes. A plumbing check on the first N training rows
+    gets a folder of its own: a pass over other rows must never be reused for it, nor its pass for a real run."""
+    return Path(work_dir) / f"limit_train-{limit_train}" if limit_train else Path(work_dir)
+
+
 def statistics_file(options: dict) -> str:
     """The name of the shared statistics pass for these options: it depends only on the view of the real images and
     on which teacher features are kept."""

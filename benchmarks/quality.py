@@ -48,6 +48,7 @@ from common import (  # noqa: E402
     reuse_statistics,
     share_statistics,
     statistics_file,
+    work_folder,
 )
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -412,7 +413,7 @@ def choose_budget(curves: dict[str, list], max_steps: int, tolerance: float = 0.
 def main() -> None:
     args = parse()
     torch.manual_seed(0)
-    work = Path(args.work_dir)
+    work = work_folder(args.work_dir, args.limit_train)
     work.mkdir(parents=True, exist_ok=True)
     results = Path(args.results)
     train, validation, test = benchmark_splits(args.limit_train)

@@ -34,6 +34,7 @@ from common import (  # noqa: E402
     reuse_statistics,
     share_statistics,
     statistics_file,
+    work_folder,
 )
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -85,7 +86,7 @@ def main() -> None:
     path = Path(args.results)
     results = json.loads(path.read_text()) if path.exists() else {"points": []}
     done = {key(r["point"], r["ipc"], r.get("student_steps", 300), r.get("seeds", [0])) for r in results["points"]}
-    work = Path(args.work_dir)
+    work = work_folder(args.work_dir, args.limit_train)
     for point in points(grid):
         if key(point, args.ipc, args.student_steps, args.seeds) in done:
             continue

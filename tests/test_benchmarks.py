@@ -172,3 +172,10 @@ def test_a_selection_that_picks_another_rows_images_in_the_same_order_reuses_its
     assert quality.twin_row(existing, "barycenter_nearest_real", 1, config, more_seeds, None, None, None) is None
     hard = EvaluationConfig(protocol="hard", steps=8000)
     assert quality.twin_row(existing, "barycenter_nearest_real", 1, hard, args, None, None, None) is None
+
+
+def test_a_plumbing_check_on_the_first_rows_never_shares_a_run_folder_with_other_row_counts(tmp_path):
+    common = _load("common")
+    full, small, other = (common.work_folder(str(tmp_path), n) for n in (None, 600, 1200))
+    assert full == tmp_path  # real runs keep the folder they were given (and the passes already in it)
+    assert len({full, small, other}) == 3 and tmp_path in small.parents

@@ -16,9 +16,11 @@
 #    their own results file under $RESULTS; afterwards, here:
 #      python benchmarks/merge_results.py <the files under $RESULTS>
 #    The lanes are the rows still missing from benchmarks/results/fashion_mnist.json (see section 3 below; the
-#    first GPU session's lanes are in git history: budgets, references, sweeps and the core rows). Checked with
-#    QUICK=1 DEVICE=cpu LANES="ipc1_herding variants10" (2026-11-30): every command ends rc=0 except that
-#    recipe="official" keeps its own iteration count, so in QUICK mode it runs until the deadline.
+#    earlier lanes are in git history: budgets, references, sweeps, the core rows, the IPC 1 and 10 rows). Checked with
+#    QUICK=1 DEVICE=cpu LANES="variants1 sweep50" (2026-11-30, session 6; two benchmark lanes ran beside it): the
+#    2x2 ablation and SRe2L commands end rc=0; recipe="official" and the sweep50 points keep their own iteration
+#    counts (the official schedule; 200 steps from real images), so in QUICK mode they run until the deadline, and
+#    the init commands after them were skipped (the earlier check ran init real and patches at IPC 10, rc=0).
 #    Every command stops at the deadline (BUDGET seconds after the start); whatever finished is in the files.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,11 +34,11 @@ mkdir -p "$RESULTS" "$WORK"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 if [ -n "${QUICK:-}" ]; then  # tiny sizes: checks the plumbing, measures nothing
-  SYN="--iterations 3 --limit_train 1000 --student_steps 12"; SW="--iterations 3 --student_steps 6 --limit_train 1000"; SW1="$SW"
+  SYN="--iterations 3 --limit_train 1000 --student_steps 12"; SW="--iterations 3 --student_steps 6 --limit_train 1000"; SW1="$SW"; SW50="$SW"
   B50="--budget_steps 12"; B1="--budget_steps 12"; FULL="--full_data_steps 12 --full_data_hard_steps 12"
   SMOKE="--per_class 50"; GPU="--steps 2 --size 32 --classes 2 --ipc 2"
 else
-  SYN=""; SW="--student_steps 1200"; SW1="--student_steps 4000"
+  SYN=""; SW="--student_steps 1200"; SW1="--student_steps 4000"; SW50="--student_steps 4800"
   B50="--budget_factor 8"; B1="--budget_factor 8"; FULL="--full_data_steps 16000 --full_data_hard_steps 8000"
   SMOKE=""; GPU="--steps 20 --compile"
 fi
@@ -92,44 +94,42 @@ three() {  # three() W IPC METHOD [ARGS...]: the soft, no-augmentation and hard 
   run $Q --ipc "$ipc" --methods "$m" --no_augment --seeds 0 1 2 $W "$@"
   run $Q --ipc "$ipc" --methods "$m" --protocols hard --seeds 0 1 2 $W "$@"
 }
-lane_ipc1_random() {
-  local W; W=$(part ipc1_random)
-  run $Q --ipc 1 --methods random --no_augment --seeds 0 1 2 $W
-  run $Q --ipc 1 --methods random --protocols hard --seeds 0 1 2 $W
-}
-lane_ipc1_wmdd() {
-  local W; W=$(part ipc1_wmdd)
-  run $Q --ipc 1 --methods wmdd --no_augment --seeds 0 1 2 $W --synthesis "$IPC1"
-  run $Q --ipc 1 --methods wmdd --protocols hard --seeds 0 1 2 $W --synthesis "$IPC1"
-}
-lane_ipc1_herding() { local W; W=$(part ipc1_herding); three "$W" 1 herding; }
-lane_ipc1_nearest() { local W; W=$(part ipc1_nearest); three "$W" 1 barycenter_nearest_real --synthesis "$IPC1"; }
-lane_ipc1_kcenter() { local W; W=$(part ipc1_kcenter); three "$W" 1 kcenter; }
-lane_ipc10_rest() {  # the remaining no-augmentation and hard rows at IPC 10
-  local W; W=$(part ipc10_rest)
+# Measured on CPU by 2026-11-30 (session 6): every IPC 1 and IPC 10 row of the coresets, wmdd, random, SRe2L, the
+# official recipe and the inits, with their hard and no-augmentation rows, except those of the two IPC 10 ablations.
+lane_ipc10_ablations() {  # the remaining no-augmentation and hard rows at IPC 10
+  local W; W=$(part ipc10_ablations)
   run $Q --ipc 10 --methods ablation_cross_entropy_per_class ablation_wasserstein_global \
     --no_augment --seeds 0 1 2 $W
-  run $Q --ipc 10 --methods herding kcenter barycenter_nearest_real ablation_cross_entropy_per_class \
-    ablation_wasserstein_global --protocols hard --seeds 0 1 2 $W
+  run $Q --ipc 10 --methods ablation_cross_entropy_per_class ablation_wasserstein_global --protocols hard \
+    --seeds 0 1 2 $W
 }
-lane_variants10() {  # SRe2L, the official recipe, init patches, and the configs/fashion_mnist_ipc10.yaml recipe
-  local W; W=$(part variants10)
-  three "$W" 10 wmdd --row_name wmdd_init_real --synthesis '{"init": "real", "iterations": 200}'
-  run $Q --ipc 10 --methods sre2l --seeds 0 1 2 $W
-  run $Q --ipc 10 --methods wmdd --row_name wmdd_official --synthesis '{"recipe": "official"}' --seeds 0 1 2 $W
-  run $Q --ipc 10 --methods wmdd --row_name wmdd_init_patches --init patches --seeds 0 1 2 $W
+variants() {  # variants() IPC SYNTHESIS: the 2x2 ablation, SRe2L, the official recipe and the inits at one IPC
+  local ipc=$1 syn=$2 W; W=$(part "variants$ipc")
+  for m in ablation_cross_entropy_per_class ablation_wasserstein_global sre2l; do three "$W" "$ipc" $m --synthesis "$syn"; done
+  three "$W" "$ipc" wmdd --row_name wmdd_official --synthesis '{"recipe": "official"}'
+  three "$W" "$ipc" wmdd --row_name wmdd_init_real --synthesis "${syn%\}}, \"init\": \"real\", \"iterations\": 200}"
+  three "$W" "$ipc" wmdd --row_name wmdd_init_patches --synthesis "${syn%\}}, \"init\": \"patches\"}"
 }
+lane_variants1() { variants 1 "$IPC1"; }
+lane_variants50() { variants 50 '{"bn_weight": 10.0}'; }
 lane_ipc50_coresets() {
   local W; W=$(part ipc50_coresets)
   run $Q --ipc 50 --methods barycenter_nearest_real kcenter --seeds 0 1 2 $W
+  run $Q --ipc 50 --methods barycenter_nearest_real kcenter --no_augment --seeds 0 1 2 $W
+  run $Q --ipc 50 --methods barycenter_nearest_real kcenter --protocols hard --seeds 0 1 2 $W
 }
 lane_ipc50_rest() {
   local W; W=$(part ipc50_rest)
   run $Q --ipc 50 --methods random wmdd herding --no_augment --seeds 0 1 2 $W
   run $Q --ipc 50 --methods random wmdd herding --protocols hard --seeds 0 1 2 $W
 }
+lane_sweep50() {  # issue 11 at IPC 50 on validation: the real start and lambda
+  run python3 benchmarks/sweep.py --ipc 50 --device "$DEVICE" --seeds 0 1 2 $SW50 \
+    --work_dir "$WORK/sweep50" --results "$RESULTS/sweep50.json" \
+    --grid '{"loss_scale": ["mean"], "bn_weight": [10.0, 100.0], "init": ["real"], "iterations": [200]}'
+}
 
-for lane in ${LANES:-smoke ipc1_random ipc1_wmdd ipc1_herding ipc1_nearest ipc1_kcenter ipc10_rest variants10 ipc50_coresets ipc50_rest}; do
+for lane in ${LANES:-smoke ipc50_coresets ipc50_rest sweep50 ipc10_ablations variants1 variants50}; do
   "lane_$lane" >"$RESULTS/lane-$lane.log" 2>&1 &
 done
 wait

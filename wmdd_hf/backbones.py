@@ -122,6 +122,9 @@ class Backbone(nn.Module):
                 "architecture through timm."
             )
         self.feature_pool = pool
+        if pool == "none":
+            self.feature_dim = self.head.in_features
+            return self
         was_training = self.training
         self.eval()  # a dry run for the feature size must not touch batch-norm running statistics
         with torch.no_grad():

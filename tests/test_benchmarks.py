@@ -179,3 +179,34 @@ def test_a_plumbing_check_on_the_first_rows_never_shares_a_run_folder_with_other
     full, small, other = (common.work_folder(str(tmp_path), n) for n in (None, 600, 1200))
     assert full == tmp_path  # real runs keep the folder they were given (and the passes already in it)
     assert len({full, small, other}) == 3 and tmp_path in small.parents
+
+
+def test_the_readme_table_puts_each_methods_three_protocols_on_one_line():
+    readme_table = _load("readme_table")
+
+    def row(method, protocol, acc, augment=True, weighted_kd=True, **extra):
+        return dict(
+            method=method,
+            ipc=10,
+            protocol=protocol,
+            augment=augment,
+            weighted_kd=weighted_kd,
+            acc_mean=acc,
+            acc_std=0.001,
+            **extra,
+        )
+
+    rows = [
+        row("wmdd", "soft", 0.80, weighted_kd=False),  # the unweighted ablation: not the method's line
+        row("wmdd", "soft", 0.85, ior=0.01, hlr=0.12, lrs=0.25, ars=0.26),
+        row("wmdd", "hard", 0.70),
+        row("wmdd", "soft", 0.60, augment=False),
+        row("barycenter_nearest_real", "soft", 0.84, ior=0.0),
+        row("herding", "soft", 0.84, same_set_as="barycenter_nearest_real"),
+    ]
+    old = {"results": [row("wmdd", "soft", 0.79)]}
+    lines = readme_table.table({"results": rows}, old).splitlines()[2:]
+    assert lines == [
+        "| wmdd (defaults) | 10 | 85.00 ± 0.10 | +1.00 | 70.00 ± 0.10 | 12.00 | 0.250 | 60.00 ± 0.10 | 0.260 | 79.00 ± 0.10 |",
+        "| barycenter_nearest_real = herding (the same images) | 10 | 84.00 ± 0.10 | +0.00 | — | — | — | — | — | — |",
+    ]

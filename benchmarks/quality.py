@@ -2,6 +2,7 @@
 
     python benchmarks/quality.py --stage budget --ipc 10        # validation curves to 4x the old budget; picks steps
     python benchmarks/quality.py --ipc 10 --methods wmdd random barycenter_nearest_real --seeds 0 1 2
+    python benchmarks/quality.py --stage sets --ipc 50 --methods wmdd    # the sets only (a long synthesis first)
 
 Protocol (written into the results file):
 * A fixed, seeded, stratified 5,000-image validation split is held out of the 60k training split. Distillation,
@@ -13,6 +14,8 @@ Protocol (written into the results file):
 
 Results merge into benchmarks/results/fashion_mnist.json (a row is replaced when the same method, IPC, protocol,
 augmentation, weighting and student are measured again) and the Markdown table is rewritten from the JSON.
+Each finished student is kept in ``<work_dir>/pending/`` until its row is written, so a row stopped part-way resumes
+with the seeds still missing when the same command runs again.
 """
 
 from __future__ import annotations
@@ -86,7 +89,9 @@ NOTES = [
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stage", choices=["budget", "table", "full_data", "publish_random", "render"], default="table")
+    p.add_argument(
+        "--stage", choices=["budget", "table", "sets", "full_data", "publish_random", "render"], default="table"
+    )
     p.add_argument("--teacher", default=str(ROOT / "checkpoints" / "fashion-mnist-convnet64"))
     p.add_argument("--ipc", type=int, nargs="+", default=[10])
     p.add_argument("--methods", nargs="+", default=["wmdd", "random", "barycenter_nearest_real"])
@@ -461,6 +466,9 @@ def main() -> None:
             raise SystemExit(f"No validated budget for IPC {ipc}: run --stage budget --ipc {ipc} first.")
         for method in args.methods:
             dataset, seconds, extra = build_set(method, ipc, args, teacher, train, work)
+            if args.stage == "sets":  # the sets only (a long synthesis apart from its students)
+                print(json.dumps({"method": method, "ipc": ipc, "distill_seconds": round(seconds, 1), **extra}))
+                continue
             for protocol in args.protocols:
                 config = EvaluationConfig(
                     protocol=protocol,
@@ -487,17 +495,16 @@ def main() -> None:
                     continue
                 reuse = reused_budget_runs(existing, ipc, method, protocol, config, steps_table[ipc], args)
                 seeds = [s for s in seeds if s not in reuse]
+                identity = {
+                    "row": tag,
+                    "protocol": config.describe(),
+                    "set": set_fingerprint(dataset),
+                    "device": device_name(args.device),
+                    "teacher": str(args.teacher),
+                }
+                pending = work / "pending" / f"{tag}.json"
                 result = (
-                    evaluate_distilled(
-                        dataset,
-                        test,
-                        teacher=teacher,
-                        config=config,
-                        seeds=tuple(seeds),
-                        validation_dataset=validation,
-                        plot_path=str(plot),
-                        device=args.device,
-                    )
+                    train_seeds(dataset, test, teacher, config, seeds, validation, plot, args.device, pending, identity)
                     if seeds
                     else None
                 )
@@ -508,6 +515,7 @@ def main() -> None:
                     row["synthesis"] = args.overrides
                 print(json.dumps(row), flush=True)
                 existing = merge_results(results, payload, [row])
+                pending.unlink(missing_ok=True)  # the row is in the results file now
                 if method in SYNTHESIS:
                     write_card_scores(set_folder(work, method, ipc, args.overrides), method, ipc, existing)
 
@@ -538,6 +546,57 @@ def write_card_scores(out: Path, method: str, ipc: int, data: dict) -> None:
         "Source: benchmarks/results/fashion_mnist.json."
     )
     update_distilled_metadata(folder, evaluation={"rows": rows}, evaluation_markdown="\n".join(lines) + note)
+
+
+def set_fingerprint(dataset) -> str:
+    """A digest of every column of a (small) set: a resumed row must train on the very same images and labels."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for batch in dataset.with_format("numpy").iter(batch_size=256):
+        for name in sorted(batch):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(batch[name]).tobytes())
+    return h.hexdigest()[:16]
+
+
+def train_seeds(dataset, test, teacher, config, seeds, validation, plot, device, pending: Path, identity: dict) -> dict:
+    """One student per seed, like ``evaluate_distilled``, but each finished seed is written to ``pending`` at once:
+    a row stopped part-way (an IPC 50 student is 30 minutes on one CPU core; sessions end) resumes with only the
+    seeds still missing, provided ``identity`` (row, protocol, set digest, device, teacher) is the same."""
+    done: dict[int, dict] = {}
+    if pending.exists():
+        state = json.loads(pending.read_text())
+        if state.get("identity") == identity:
+            done = {int(s): run for s, run in state["runs"].items() if int(s) in seeds}
+            print(f"resuming {pending.name}: seeds {sorted(done)} already trained", flush=True)
+    for seed in seeds:
+        if seed in done:
+            continue
+        r = evaluate_distilled(
+            dataset, test, teacher=teacher, config=config, seeds=(seed,), validation_dataset=validation, device=device
+        )
+        done[seed] = {
+            "acc": r["accs"][0],
+            "curve": r["curves"][0],
+            "seconds": r["seconds_per_student"],
+            "weighted": r["weighted"],
+        }
+        pending.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pending.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"identity": identity, "runs": done}))
+        tmp.replace(pending)
+    runs = [done[s] for s in seeds]
+    save_accuracy_curve(
+        {f"seed {s}": done[s]["curve"] for s in seeds}, plot, f"{config.protocol} protocol (validation accuracy)"
+    )
+    return {
+        "seeds": list(seeds),
+        "accs": [r["acc"] for r in runs],
+        "curves": [r["curve"] for r in runs],
+        "seconds_per_student": round(float(np.mean([r["seconds"] for r in runs])), 1),
+        "weighted": runs[0]["weighted"],
+    }
 
 
 def _runs(result: dict) -> list[dict]:

@@ -210,3 +210,41 @@ def test_the_readme_table_puts_each_methods_three_protocols_on_one_line():
         "| wmdd (defaults) | 10 | 85.00 ± 0.10 | +1.00 | 70.00 ± 0.10 | 12.00 | 0.250 | 60.00 ± 0.10 | 0.260 | 79.00 ± 0.10 |",
         "| barycenter_nearest_real = herding (the same images) | 10 | 84.00 ± 0.10 | +0.00 | — | — | — | — | — | — |",
     ]
+
+
+def test_a_row_stopped_part_way_resumes_with_only_the_seeds_still_missing(tmp_path, monkeypatch):
+    from wmdd_hf.evaluation import EvaluationConfig
+
+    quality = _load("quality")
+    trained, stop_at = [], {"seed": 2}
+
+    def fake_evaluate(dataset, test, *, seeds, **kwargs):
+        (seed,) = seeds
+        if seed == stop_at["seed"]:
+            raise KeyboardInterrupt  # the session ends while this student trains
+        trained.append(seed)
+        curve = [(10, 0.5 + seed / 100)]
+        return {"accs": [0.6 + seed / 100], "curves": [curve], "seconds_per_student": 3.0, "weighted": True}
+
+    monkeypatch.setattr(quality, "evaluate_distilled", fake_evaluate)
+    dataset = Dataset.from_dict({"label": [0, 1, 1]})
+    config = EvaluationConfig(protocol="soft", steps=40)
+    pending, plot = tmp_path / "pending" / "row.json", tmp_path / "row.png"
+    identity = {"row": "wmdd-ipc50-soft", "set": quality.set_fingerprint(dataset)}
+
+    def run(seeds, ident=identity):
+        return quality.train_seeds(dataset, None, None, config, seeds, None, plot, "cpu", pending, ident)
+
+    try:
+        run([0, 1, 2])
+    except KeyboardInterrupt:
+        pass
+    assert trained == [0, 1] and pending.exists()
+    stop_at["seed"] = None
+    result = run([0, 1, 2])
+    assert trained == [0, 1, 2]  # seeds 0 and 1 were not trained again
+    assert result["seeds"] == [0, 1, 2] and result["accs"] == [0.6, 0.61, 0.62] and plot.exists()
+    other_set = {**identity, "set": quality.set_fingerprint(Dataset.from_dict({"label": [0, 1, 0]}))}
+    assert other_set != identity
+    run([0], other_set)  # another set (or protocol, device, teacher) never reuses a pending student
+    assert trained == [0, 1, 2, 0]

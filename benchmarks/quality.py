@@ -83,6 +83,19 @@ NOTES = [
     "Students trained on this CPU in session 5 (2026-11-30, later rows) use the NHWC memory layout where that is faster (EvaluationConfig.channels_last: the batch-norm soft-protocol ConvNet; the instance-norm hard-protocol one stays NCHW): the same protocol and numbers up to float rounding (a test checks it), about 1.35x less time per step.",
     "At IPC 1 herding, k-center and nearest-to-barycenter select the same image per class (the one nearest to the class's mean feature: herding's first pick, k-center's start, and the one-point W2 barycenter is the mean). Their soft rows are that one set measured three times (identical accuracies per seed). Later rows marked 'method (= other)' (same_set_as in the JSON) reuse the other selection's students instead of training them again: same training rows in the same order, protocol, steps and seeds give the same students (benchmarks/quality.py twin_row).",
     "The IPC 1 rows of the 2x2 ablation, SRe2L, the official recipe and the inits (this CPU, session 7, 2026-11-30) synthesise from the IPC 1 point (bn_weight 100, loss_scale mean; recipe='official' brings its own loss and schedule; init real refines for 200 steps as at IPC 10), so they differ from the wmdd row only in the named switch. SRe2L's IPC 1 rows without augmentation are below chance, with hard labels (5.54) and with the teacher's soft labels (5.84): its ten images are collages the teacher reads (79.37 with augmented views; its argmax disagrees with the label on 2 of 10), and a fresh student that sees only those ten views scores below chance on real images in every seed (the labels are 0-9 in order, as in every other set). Its confusion on the validation split (seed 0, hard labels, 5.38 %): it predicts four classes for 89 % of the images (dress 37 %, T-shirt 24 %, sandal 16 %, bag 11 %), mostly for other classes' images (trousers -> T-shirt 440 of 500, coats -> dress 404 of 500, ankle boots -> bag 240 of 500): the gross shapes in these collages belong to other classes.",
+    "IPC 50 (session 8, this CPU): the H200 sets of the IPC 50 soft rows did not come back (the folder "
+    "outputs/device-work/ipc50/...-96f7279a holds an older set, made with the previous defaults loss_scale sum and "
+    "bn_weight 0.1, not the table's). The wmdd IPC 50 set was synthesised again here with the table's options (seed "
+    "0, 1,850 s on one core): feature loss 2015.5 -> 408.9, teacher agreement 0.95, mean W2 cost 66.14, against "
+    "2009.5 -> 408.8, 0.95 and 66.08 on the H200; its hard and no-augmentation rows (and, where measured, its soft "
+    "row, which then replaces the H200 one) train on that set. random picks the same rows on any device (seeded by "
+    "row index), so its CPU rows pair with its H200 soft row.",
+    "Selections from a statistics pass made on another device: benchmarks on the H200 run its convolutions in TF32 "
+    "(about 5e-4 relative rounding). Perturbing the CPU pass's features by relative noise of 1e-5 / 1e-4 / 1e-3 "
+    "leaves herding's and k-center's IPC 10 picks identical in every class, so the IPC 10 coreset rows measured on "
+    "this CPU (hard, no augmentation) train on the sets of their H200 soft rows. At IPC 50 herding keeps 96 % / 75 % "
+    "of its picks under 1e-4 / 1e-3 (one class keeps 36 %), k-center all of them: herding's IPC 50 hard and "
+    "no-augmentation rows need a soft row on the same (CPU) set. benchmarks/results/selection_sensitivity.md.",
     "wmdd rows use the synthesis options chosen on validation (benchmarks/results/sweep.md): IPC 10 and 50 the library defaults (loss_scale mean, bn_weight 10), IPC 1 bn_weight 100 (configs/fashion_mnist_ipc1.yaml). Every benchmark set keeps all features (max_features_per_class None).",
 ]
 

@@ -248,3 +248,14 @@ def test_a_row_stopped_part_way_resumes_with_only_the_seeds_still_missing(tmp_pa
     assert other_set != identity
     run([0], other_set)  # another set (or protocol, device, teacher) never reuses a pending student
     assert trained == [0, 1, 2, 0]
+
+
+def test_selection_sensitivity_tells_stable_picks_from_picks_that_move():
+    sens = _load("selection_sensitivity")
+    rng = np.random.default_rng(1)
+    features = {k: rng.standard_normal((200, 8)).astype(np.float32) for k in range(3)}
+    for method in ("herding", "kcenter"):
+        still = sens.sensitivity(features, method, ipc=5, noise=0.0)
+        assert still["kept_mean"] == 1.0 and still["identical_classes"] == 3
+        moved = sens.sensitivity(features, method, ipc=5, noise=3.0)  # noise larger than the features themselves
+        assert moved["kept_mean"] < 1.0 and moved["identical_classes"] < 3

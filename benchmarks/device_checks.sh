@@ -121,7 +121,7 @@ lane_ipc50_coresets() {
 }
 # The H200 sets of the IPC 50 soft rows did not come back, and herding's IPC 50 picks move under TF32 rounding
 # (benchmarks/results/selection_sensitivity.md): wmdd and herding get all three protocols on one device's set; random
-# picks the same rows everywhere. Session 8 (CPU) measured random hard and wmdd hard on this CPU's wmdd set.
+# picks the same rows everywhere. Session 8 (CPU) measured random and wmdd hard (wmdd on a set made on that CPU).
 lane_ipc50_rest() {
   local W; W=$(part ipc50_rest)
   three "$W" 50 wmdd --synthesis '{"bn_weight": 10.0, "loss_scale": "mean"}'

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from wmdd_hf import DistillationArguments, Distiller, load_backbone  # noqa: E402
 from wmdd_hf.baselines import select_rows  # noqa: E402
+from wmdd_hf.checkpoint import atomic_write_text  # noqa: E402
 from wmdd_hf.checkpoint import load as load_checkpoint  # noqa: E402
 from wmdd_hf.evaluation import EvaluationConfig, _as_tensors, evaluate_distilled  # noqa: E402
 from wmdd_hf.hub import load_distilled  # noqa: E402
@@ -482,6 +483,7 @@ def main() -> None:
             if args.stage == "sets":  # the sets only (a long synthesis apart from its students)
                 print(json.dumps({"method": method, "ipc": ipc, "distill_seconds": round(seconds, 1), **extra}))
                 continue
+            digest = set_fingerprint(dataset)  # one per set, for every protocol's pending students
             for protocol in args.protocols:
                 config = EvaluationConfig(
                     protocol=protocol,
@@ -511,7 +513,7 @@ def main() -> None:
                 identity = {
                     "row": tag,
                     "protocol": config.describe(),
-                    "set": set_fingerprint(dataset),
+                    "set": digest,
                     "device": device_name(args.device),
                     "teacher": str(args.teacher),
                 }
@@ -595,10 +597,7 @@ def train_seeds(dataset, test, teacher, config, seeds, validation, plot, device,
             "seconds": r["seconds_per_student"],
             "weighted": r["weighted"],
         }
-        pending.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pending.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"identity": identity, "runs": done}))
-        tmp.replace(pending)
+        atomic_write_text(json.dumps({"identity": identity, "runs": done}), pending)
     runs = [done[s] for s in seeds]
     save_accuracy_curve(
         {f"seed {s}": done[s]["curve"] for s in seeds}, plot, f"{config.protocol} protocol (validation accuracy)"

@@ -308,16 +308,26 @@ def add_scores(data: dict) -> None:
         if r["protocol"] != "soft" or not r.get("augment", True):
             continue
         m, ipc, w = r["method"], r["ipc"], r.get("weighted_kd", True)
-        r.update(
-            scores(
-                r["acc_mean"],
-                acc("random", ipc, "soft"),
-                acc(m, ipc, "hard"),
-                full_hard,
-                acc(m, ipc, "soft", augment=False, weighted=w),
-                acc("random", ipc, "soft", augment=False),
-            )
-        )
+        inputs = {  # the names say which row is missing when a score is None
+            "random, soft": acc("random", ipc, "soft"),
+            "hard labels": acc(m, ipc, "hard"),
+            "full data, hard labels": full_hard,
+            "no augmentation": acc(m, ipc, "soft", augment=False, weighted=w),
+            "random, no augmentation": acc("random", ipc, "soft", augment=False),
+        }
+        r.update(scores(r["acc_mean"], *inputs.values()))
+        own = ("random, soft", "random, no augmentation") if m == "random" else ()  # random's own rows: named once
+        r["waiting_for"] = [name for name, value in inputs.items() if value is None and name not in own]
+
+
+def waiting_rows(data: dict) -> list[str]:
+    """One line per soft method row with a score still missing: the rows its scores wait for."""
+    return [
+        f"{r['method']}{'' if r.get('weighted_kd', True) else ' (unweighted KD)'}, IPC {r['ipc']}: "
+        + "; ".join(r["waiting_for"])
+        for r in data["results"]
+        if r.get("waiting_for")
+    ]
 
 
 def pct(x) -> str:
@@ -409,6 +419,9 @@ def render_markdown(data: dict) -> str:
         "shown in points. — means an input row has not been measured yet.",
         "",
     ]
+    waiting = waiting_rows(data)
+    lines += ["Rows whose scores wait for input rows (the rows not measured yet):", ""] if waiting else []
+    lines += [f"- {w}" for w in waiting] + ([""] if waiting else ["Every method row has all four scores.", ""])
     lines += ["## Notes", ""] + [f"- {n}" for n in data.get("notes", [])] + [""]
     lines += ["## Protocols", "", "```json", json.dumps(p, indent=2), "```", ""]
     return "\n".join(lines)

@@ -259,3 +259,45 @@ def test_selection_sensitivity_tells_stable_picks_from_picks_that_move():
         assert still["kept_mean"] == 1.0 and still["identical_classes"] == 3
         moved = sens.sensitivity(features, method, ipc=5, noise=3.0)  # noise larger than the features themselves
         assert moved["kept_mean"] < 1.0 and moved["identical_classes"] < 3
+
+
+def test_the_results_name_the_rows_that_each_missing_score_waits_for():
+    quality = _load("quality")
+
+    def row(method, protocol, acc, augment=True):
+        return dict(
+            method=method,
+            ipc=50,
+            protocol=protocol,
+            augment=augment,
+            student="convnet",
+            acc_mean=acc,
+            acc_std=0.001,
+            seeds=[0, 1, 2],
+            steps=4800,
+        )
+
+    data = {
+        "full_data": {"hard": {"acc_mean": 0.92, "acc_std": 0.0}},
+        "results": [
+            row("random", "soft", 0.90),
+            row("random", "hard", 0.80),
+            row("wmdd", "soft", 0.91),
+            row("wmdd", "soft", 0.70, augment=False),
+            row("herding", "soft", 0.89),
+            row("herding", "hard", 0.82),
+        ],
+    }
+    quality.add_scores(data)
+    assert quality.waiting_rows(data) == [
+        "random, IPC 50: no augmentation",
+        "wmdd, IPC 50: hard labels; random, no augmentation",
+        "herding, IPC 50: no augmentation; random, no augmentation",
+    ]
+    rows = {r["method"]: r for r in data["results"] if r["augment"] and r["protocol"] == "soft"}
+    assert rows["herding"]["lrs"] is not None and rows["herding"]["ars"] is None
+    data["results"] += [row("random", "soft", 0.75, augment=False), row("herding", "soft", 0.72, augment=False)]
+    data["results"].append(row("wmdd", "hard", 0.81))
+    quality.add_scores(data)
+    assert quality.waiting_rows(data) == []
+    assert "Every method row has all four scores." in quality.render_markdown(data)

@@ -301,3 +301,18 @@ def test_the_results_name_the_rows_that_each_missing_score_waits_for():
     quality.add_scores(data)
     assert quality.waiting_rows(data) == []
     assert "Every method row has all four scores." in quality.render_markdown(data)
+
+
+def test_set_distances_measure_w2_and_coverage_against_the_real_features_by_hand():
+    import torch
+
+    set_distances = _load("set_distances")
+    real = {0: torch.tensor([[0.0, 0.0], [2.0, 0.0]]), 1: torch.tensor([[0.0, 0.0], [0.0, 4.0]])}
+    # class 0: the set is the two real points themselves -> W2^2 0, coverage 0.
+    # class 1: one point at (0, 1) with all the weight -> W2^2 = (1 + 9) / 2 = 5; distances 1 and 3, median 2.
+    points = {0: np.array([[0.0, 0.0], [2.0, 0.0]]), 1: np.array([[0.0, 1.0], [5.0, 5.0]])}
+    weights = {0: np.array([0.5, 0.5]), 1: np.array([1.0, 0.0])}
+    w2, coverage = set_distances.distances(real, points, weights)
+    assert abs(w2 - (0 + 5) / 2) < 1e-9
+    # coverage looks at every set point, weighted or not: class 1's nearest are (0, 1) for both -> 1 and 3 -> median.
+    assert abs(coverage - (0 + 2) / 2) < 1e-6

@@ -89,6 +89,17 @@ def soft_accuracy(method: str, ipc: int) -> float | None:
     return None
 
 
+def rank_correlation(rows: list[dict]) -> tuple[float, int] | None:
+    """Spearman's rho between W2² and soft accuracy over the rows that have both (None with fewer than 3). Negative:
+    the sets nearer the real features teach better; near 0: the distance does not order the sets."""
+    pairs = [(r["w2"], r["soft_acc"]) for r in rows if r.get("soft_acc") is not None]
+    if len(pairs) < 3:
+        return None
+    from scipy.stats import spearmanr
+
+    return float(spearmanr([w for w, _ in pairs], [a for _, a in pairs]).statistic), len(pairs)
+
+
 def render(data: dict) -> str:
     lines = [
         "# Sets in the teacher's feature space",
@@ -104,6 +115,15 @@ def render(data: dict) -> str:
     for r in sorted(data["rows"], key=lambda r: (r["ipc"], r["w2"])):
         acc = "—" if r.get("soft_acc") is None else f"{100 * r['soft_acc']:.2f}"
         lines.append(f"| {r['ipc']} | {r['set']} | {r['w2']:.1f} | {r['coverage']:.2f} | {acc} |")
+    lines += [
+        "",
+        "Spearman's rho between W2² and soft top-1 % over the sets with both (identical selections counted once):",
+        "",
+    ]
+    for ipc in sorted({r["ipc"] for r in data["rows"]}):
+        distinct = {(round(r["w2"], 6), r.get("soft_acc")): r for r in data["rows"] if r["ipc"] == ipc}
+        rho = rank_correlation(list(distinct.values()))
+        lines.append(f"- IPC {ipc}: " + ("fewer than 3 sets" if rho is None else f"{rho[0]:+.2f} over {rho[1]} sets"))
     return "\n".join(lines) + "\n"
 
 

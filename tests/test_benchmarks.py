@@ -316,3 +316,12 @@ def test_set_distances_measure_w2_and_coverage_against_the_real_features_by_hand
     assert abs(w2 - (0 + 5) / 2) < 1e-9
     # coverage looks at every set point, weighted or not: class 1's nearest are (0, 1) for both -> 1 and 3 -> median.
     assert abs(coverage - (0 + 2) / 2) < 1e-6
+
+
+def test_set_distances_rank_correlation_reads_the_order_by_hand():
+    set_distances = _load("set_distances")
+    rows = [dict(w2=w, soft_acc=a) for w, a in [(1.0, 0.9), (2.0, 0.8), (3.0, 0.7), (4.0, None)]]
+    assert set_distances.rank_correlation(rows) == (-1.0, 3)  # nearer sets teach better, in every pair
+    rows[0]["soft_acc"] = 0.6
+    assert set_distances.rank_correlation(rows) == (0.5, 3)  # ranks (1, 2, 3) against (1, 3, 2): 1 - 6 * 2 / 24
+    assert set_distances.rank_correlation(rows[1:]) is None

@@ -69,9 +69,8 @@ def selection_features(stats: ClassStatistics, method: str, ipc: int, bary: dict
     return out
 
 
-def set_features(teacher, folder: str) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray] | None]:
-    """({class: (m, D)} teacher features of a distilled folder's images, {class: (m,)} its weights or None)."""
-    dataset, _, _ = load_distilled(folder)
+def set_features(teacher, dataset) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray] | None]:
+    """({class: (m, D)} teacher features of a distilled set's images, {class: (m,)} its weights or None)."""
     images = torch.stack([teacher.spec.to_uint8(im) for im in dataset["image"]])
     labels = np.asarray(dataset["label"])
     feats = teacher_outputs(teacher, images)[1].cpu().numpy()
@@ -173,7 +172,7 @@ def main() -> None:
     for method in SELECTIONS:
         add(method, selection_features(stats, method, args.ipc, bary), None, method)
     for name, folder in named.items():
-        add(name, *set_features(teacher, folder), name)
+        add(name, *set_features(teacher, load_distilled(folder)[0]), name)
     data = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
     command = "python benchmarks/set_distances.py " + " ".join(sys.argv[1:])
     data["commands"] = [c for c in data.get("commands", []) if f"--ipc {args.ipc} " not in c] + [command]

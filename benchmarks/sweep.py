@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from wmdd_hf import DistillationArguments, Distiller, load_backbone  # noqa: E402
 from wmdd_hf.evaluation import EvaluationConfig, evaluate_distilled  # noqa: E402
+from wmdd_hf.statistics import ClassStatistics  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import (  # noqa: E402
@@ -36,6 +37,7 @@ from common import (  # noqa: E402
     statistics_file,
     work_folder,
 )
+from set_distances import distances, set_features  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_GRID = {
@@ -112,6 +114,10 @@ def main() -> None:
             distilled, validation, teacher=teacher, config=config, seeds=tuple(args.seeds), device=device
         )
         m = distiller.metrics
+        # how far the set's clean features are from its class's real ones (benchmarks/set_distances.py)
+        w2, coverage = distances(
+            ClassStatistics.load(out / "statistics.pt").features, *set_features(teacher, distilled)
+        )
         row = {
             "ipc": args.ipc,
             "point": point,
@@ -124,6 +130,8 @@ def main() -> None:
             "feature_loss_end": m["feature_loss_end"],
             "bn_loss_end": m["bn_loss_end"],
             "classes_closer_than_median_real": m["classes_closer_than_median_real"],
+            "set_w2": w2,
+            "set_coverage": coverage,
             "distill_seconds": round(seconds, 1),
             "student_seconds": r["seconds_per_student"],
         }
@@ -179,8 +187,9 @@ def render(results: dict) -> str:
         lines += [
             f"## IPC {ipc}",
             "",
-            "| point | student steps | seeds | val % | feature end | stat end | classes closer | distil s | device |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| point | student steps | seeds | val % | feature end | stat end | classes closer | set W2² | distil s "
+            "| device |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         best = {}
         for r in rows:
@@ -192,6 +201,7 @@ def render(results: dict) -> str:
             lines.append(
                 f"| `{json.dumps(r['point'])}`{mark} | {budget[0]} | {budget[1]} | {100 * r['val_acc']:.2f}{std} | "
                 f"{r['feature_loss_end']:.4g} | {r['bn_loss_end']:.4g} | {r['classes_closer_than_median_real']} | "
+                f"{'—' if r.get('set_w2') is None else format(r['set_w2'], '.1f')} | "
                 f"{r['distill_seconds']} | {r.get('device', 'cpu')} |"
             )
         lines.append("")

@@ -593,6 +593,7 @@ def train_seeds(dataset, test, teacher, config, seeds, validation, plot, device,
     a row stopped part-way (an IPC 50 student is 30 minutes on one CPU core; sessions end) resumes with only the
     seeds still missing, provided ``identity`` (row, protocol, set digest, device, teacher) is the same."""
     done: dict[int, dict] = {}
+    identity = json.loads(json.dumps(identity))  # as it reads back from the file (tuples become lists)
     if pending.exists():
         state = json.loads(pending.read_text())
         if state.get("identity") == identity:

@@ -230,7 +230,9 @@ def test_a_row_stopped_part_way_resumes_with_only_the_seeds_still_missing(tmp_pa
     dataset = Dataset.from_dict({"label": [0, 1, 1]})
     config = EvaluationConfig(protocol="soft", steps=40)
     pending, plot = tmp_path / "pending" / "row.json", tmp_path / "row.png"
-    identity = {"row": "wmdd-ipc50-soft", "set": quality.set_fingerprint(dataset)}
+    # as main() builds it: the protocol's description has tuples (crop_scale), which come back from JSON as lists
+    identity = {"row": "wmdd-ipc50-soft", "protocol": config.describe(), "set": quality.set_fingerprint(dataset)}
+    assert isinstance(identity["protocol"]["crop_scale"], tuple)
 
     def run(seeds, ident=identity):
         return quality.train_seeds(dataset, None, None, config, seeds, None, plot, "cpu", pending, ident)

@@ -4,7 +4,9 @@ benchmarks/results/fashion_mnist.{json,md} and benchmarks/results/sweep.{json,md
     python benchmarks/merge_results.py outputs/device-results/*.json
 
 A quality part contributes what it measured itself: rows, budgets and full-data references that carry a ``device``
-field (parts start as copies of the main file, so older rows in them are not taken twice); a part's budget brings
+field (parts start as copies of the main file, so older rows in them are not taken twice). A row replaces the main
+file's row of the same key only when it was measured later (``measured_at``): a part's stale copy of a row that
+another part has measured since is left out, whatever the order of the parts; a part's budget brings
 its ``protocol.steps`` entry along. Rows at an IPC whose step budget no longer matches are dropped with a message,
 so the table never mixes budgets. A sweep part (``{"points": [...]}``) appends its points.
 """
@@ -15,13 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import RESULTS, merge_results  # noqa: E402
+from quality import RESULTS, merge_results, row_key  # noqa: E402
 from sweep import render as render_sweep  # noqa: E402
 
 
 def merge_quality(target: Path, part: dict) -> None:
     data = json.loads(target.read_text())
-    rows = [r for r in part.get("results", []) if "device" in r]
+    current = {row_key(r): r for r in data["results"]}
+    rows = [r for r in part.get("results", []) if "device" in r and newer(r, current.get(row_key(r)))]
     payload = {}
     budgets = {ipc: b for ipc, b in part.get("budget", {}).items() if "device" in b}
     if budgets:
@@ -43,6 +46,15 @@ def merge_quality(target: Path, part: dict) -> None:
     data = json.loads(target.read_text())
     data["commands"] = sorted(set(data.get("commands", [])) | set(part.get("commands", [])))
     target.write_text(json.dumps(data, indent=2))
+
+
+def newer(row: dict, old: dict | None) -> bool:
+    """Whether a part's ``row`` should replace the main file's ``old`` row of the same key: there is none, ``row``
+    was measured later, or (rows from before ``measured_at`` existed) neither has a time and they differ."""
+    if old is None:
+        return True
+    when, was = row.get("measured_at", ""), old.get("measured_at", "")
+    return when > was if (when or was) else row != old
 
 
 def drop_stale_rows(target: Path) -> None:

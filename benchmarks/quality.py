@@ -665,6 +665,7 @@ def make_row(method, ipc, protocol, config, runs, seconds, extra, result) -> dic
         "seeds": [r["seed"] for r in runs],
         "seconds_per_student": result.get("seconds_per_student"),
         "distill_seconds": round(seconds, 1),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),  # merge_results: the newest row wins
         **extra,
     }
 

@@ -106,6 +106,29 @@ def test_merging_parts_takes_only_what_each_part_measured_and_never_mixes_budget
     assert (tmp_path / "main.md").exists()
 
 
+def test_a_parts_stale_copy_never_replaces_a_row_another_part_measured_since(tmp_path):
+    import json
+
+    merge = _load("merge_results")
+    main = tmp_path / "main.json"
+    old = _row("ablation", 10, 0.82, 1200, device="GPU")  # measured before rows carried a time
+    main.write_text(json.dumps({"results": [old], "protocol": {"steps": {"10": 1200}}}))
+    # two lanes start as copies of the main file; lane A measures the soft row again, lane B a no-aug row
+    new_soft = _row("ablation", 10, 0.84, 1200, device="cpu", measured_at="2026-11-30T20:10:00Z")
+    noaug = _row("ablation", 10, 0.70, 1200, device="cpu", augment=False, measured_at="2026-11-30T20:30:00Z")
+    lane_a = {"results": [new_soft]}
+    lane_b = {"results": [old, noaug]}
+    for order in ([lane_a, lane_b], [lane_b, lane_a]):
+        main.write_text(json.dumps({"results": [old], "protocol": {"steps": {"10": 1200}}}))
+        for part in order:
+            merge.merge_quality(main, part)
+        rows = {r.get("augment"): r["acc_mean"] for r in json.loads(main.read_text())["results"]}
+        assert rows == {True: 0.84, False: 0.70}  # lane B's copy of the old soft row is not taken back
+    later = _row("ablation", 10, 0.83, 1200, device="cpu", measured_at="2026-12-01T09:00:00Z")
+    merge.merge_quality(main, {"results": [later]})  # a later measurement of the same row does replace it
+    assert {r.get("augment"): r["acc_mean"] for r in json.loads(main.read_text())["results"]}[True] == 0.83
+
+
 def test_the_sweep_names_its_best_point_among_equal_budgets_only(tmp_path):
     import argparse
     import json

@@ -97,6 +97,12 @@ NOTES = [
     "this CPU (hard, no augmentation) train on the sets of their H200 soft rows. At IPC 50 herding keeps 96 % / 75 % "
     "of its picks under 1e-4 / 1e-3 (one class keeps 36 %), k-center all of them: herding's IPC 50 hard and "
     "no-augmentation rows need a soft row on the same (CPU) set. benchmarks/results/selection_sensitivity.md.",
+    "IPC 10 ablations (session 9, this CPU): the two ablation sets were synthesised again here (session 8, the "
+    "table's options: W + global BN feature loss 386.7 -> 77.6, agreement 0.96; CE + per-class BN CE 5.44 -> 0.096, "
+    "agreement 1.00) because the H200's did not come back; their soft rows were measured again on these sets and "
+    "replace the H200 ones (W + global 84.60 +- 0.07 there, 84.59 +- 0.43 here; CE + per-class BN 82.42 +- 0.34 "
+    "there, 83.02 +- 0.25 here), so every protocol of an ablation row measures one set. Rows carry measured_at "
+    "since session 9: benchmarks/merge_results.py keeps the newest measurement of a row.",
     "wmdd rows use the synthesis options chosen on validation (benchmarks/results/sweep.md): IPC 10 and 50 the library defaults (loss_scale mean, bn_weight 10), IPC 1 bn_weight 100 (configs/fashion_mnist_ipc1.yaml). Every benchmark set keeps all features (max_features_per_class None).",
 ]
 

@@ -426,8 +426,11 @@ def render_markdown(data: dict) -> str:
         "",
     ]
     waiting = waiting_rows(data)
-    lines += ["Rows whose scores wait for input rows (the rows not measured yet):", ""] if waiting else []
-    lines += [f"- {w}" for w in waiting] + ([""] if waiting else ["Every method row has all four scores.", ""])
+    if waiting:
+        lines += ["Rows whose scores wait for input rows (the rows not measured yet):", ""]
+        lines += [f"- {w}" for w in waiting] + [""]
+    else:
+        lines += ["Every method row has all four scores.", ""]
     lines += ["## Notes", ""] + [f"- {n}" for n in data.get("notes", [])] + [""]
     lines += ["## Protocols", "", "```json", json.dumps(p, indent=2), "```", ""]
     return "\n".join(lines)

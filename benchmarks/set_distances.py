@@ -79,10 +79,15 @@ def set_features(teacher, dataset) -> tuple[dict[int, np.ndarray], dict[int, np.
     return by_class, None if weights is None else {int(k): weights[labels == k] for k in np.unique(labels)}
 
 
-def soft_accuracy(method: str, ipc: int) -> float | None:
-    """The table's soft-protocol, augmented, weighted-KD test accuracy of ``method`` at ``ipc`` (None if absent)."""
+def table_rows() -> list[dict]:
+    """The rows of the quality table (read once per run)."""
     path = RESULTS / "fashion_mnist.json"
-    for r in json.loads(path.read_text())["results"] if path.exists() else []:
+    return json.loads(path.read_text())["results"] if path.exists() else []
+
+
+def soft_accuracy(table: list[dict], method: str, ipc: int) -> float | None:
+    """The table's soft-protocol, augmented, weighted-KD test accuracy of ``method`` at ``ipc`` (None if absent)."""
+    for r in table:
         if (r["method"], r["ipc"], r["protocol"], r.get("augment", True)) == (method, ipc, "soft", True):
             if r.get("weighted_kd", True):
                 return r["acc_mean"]
@@ -142,9 +147,9 @@ def main() -> None:
     args = p.parse_args()
     out = Path(args.out)
     if args.refresh:  # the table's rows change as lanes land; the distances do not
-        data = json.loads(out.with_suffix(".json").read_text())
+        data, table = json.loads(out.with_suffix(".json").read_text()), table_rows()
         for r in data["rows"]:
-            r["soft_acc"] = None if r["set"].startswith("barycenter (") else soft_accuracy(r["set"], r["ipc"])
+            r["soft_acc"] = None if r["set"].startswith("barycenter (") else soft_accuracy(table, r["set"], r["ipc"])
         out.with_suffix(".json").write_text(json.dumps(data, indent=2))
         out.with_suffix(".md").write_text(render(data))
         return
@@ -155,11 +160,11 @@ def main() -> None:
     stats = ClassStatistics.load(args.statistics)
     bary = load_checkpoint(args.barycenters)
     teacher = load_backbone(args.teacher).freeze()
-    rows = []
+    rows, table = [], table_rows()
 
     def add(name: str, points, weights, method: str | None) -> None:
         w2, coverage = distances(stats.features, points, weights)
-        acc = soft_accuracy(method, args.ipc) if method else None
+        acc = soft_accuracy(table, method, args.ipc) if method else None
         rows.append({"ipc": args.ipc, "set": name, "w2": w2, "coverage": coverage, "soft_acc": acc})
         print(json.dumps(rows[-1]), flush=True)
 

@@ -238,7 +238,9 @@ def test_channels_last_students_train_to_the_same_weights(monkeypatch):
     start = real_build(EvaluationConfig(**config).resolved(24, 3), ev.ImageSpec(3, (16, 16)), 3, 0)
 
     def mean_gap(x, y):
-        return float(torch.cat([(a - b).abs().flatten() for a, b in zip(x.parameters(), y.parameters())]).mean())
+        return float(
+            torch.cat([(a - b).detach().abs().flatten() for a, b in zip(x.parameters(), y.parameters())]).mean()
+        )
 
     # Adam turns rounding noise in near-zero gradients into whole steps for a few weights, so compare on average:
     # the layouts differ by under 5 % of how far training moved the weights (measured: 0.7 %).

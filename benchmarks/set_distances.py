@@ -42,6 +42,9 @@ from wmdd_hf.hub import load_distilled  # noqa: E402
 from wmdd_hf.soft_labels import teacher_outputs  # noqa: E402
 from wmdd_hf.statistics import ClassStatistics  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from readme_table import find  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 SELECTIONS = ("random", "herding", "kcenter", "barycenter_nearest_real")
 
@@ -87,11 +90,8 @@ def table_rows() -> list[dict]:
 
 def soft_accuracy(table: list[dict], method: str, ipc: int) -> float | None:
     """The table's soft-protocol, augmented, weighted-KD test accuracy of ``method`` at ``ipc`` (None if absent)."""
-    for r in table:
-        if (r["method"], r["ipc"], r["protocol"], r.get("augment", True)) == (method, ipc, "soft", True):
-            if r.get("weighted_kd", True):
-                return r["acc_mean"]
-    return None
+    row = find(table, method, ipc, "soft")
+    return None if row is None else row["acc_mean"]
 
 
 def rank_correlation(rows: list[dict]) -> tuple[float, int] | None:

@@ -100,7 +100,8 @@ NOTES = [
     "of its picks under 1e-4 / 1e-3 (one class keeps 36 %), k-center all of them: herding's IPC 50 hard and "
     "no-augmentation rows need a soft row on the same (CPU) set. benchmarks/results/selection_sensitivity.md. "
     "Session 13 measured that soft row on this CPU's picks: 90.90 +- 0.23 (91.15, 90.59, 90.95), against 90.84 +- "
-    "0.17 on the H200's; it replaces the H200 row, so all three protocols of herding's IPC 50 row now measure one set.",
+    "0.17 on the H200's; it replaces the H200 row, so all three protocols of herding's IPC 50 row now measure picks "
+    "made on this CPU (two CPU passes over the same images and teacher; the picks' W2² reads 113.4 from either).",
     "IPC 10 ablations (session 9, this CPU): the two ablation sets were synthesised again here (session 8, the "
     "table's options: W + global BN feature loss 386.7 -> 77.6, agreement 0.96; CE + per-class BN CE 5.44 -> 0.096, "
     "agreement 1.00) because the H200's did not come back; their soft rows were measured again on these sets and "

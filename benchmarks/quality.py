@@ -36,7 +36,7 @@ from wmdd_hf import DistillationArguments, Distiller, load_backbone  # noqa: E40
 from wmdd_hf.baselines import select_rows  # noqa: E402
 from wmdd_hf.checkpoint import atomic_write_text  # noqa: E402
 from wmdd_hf.checkpoint import load as load_checkpoint  # noqa: E402
-from wmdd_hf.evaluation import EvaluationConfig, _as_tensors, evaluate_distilled  # noqa: E402
+from wmdd_hf.evaluation import EvaluationConfig, _as_tensors, evaluate_distilled, with_soft_labels  # noqa: E402
 from wmdd_hf.hub import load_distilled  # noqa: E402
 from wmdd_hf.scores import scores  # noqa: E402
 from wmdd_hf.statistics import ClassStatistics  # noqa: E402
@@ -120,7 +120,14 @@ def parse() -> argparse.Namespace:
     p.add_argument("--teacher", default=str(ROOT / "checkpoints" / "fashion-mnist-convnet64"))
     p.add_argument("--ipc", type=int, nargs="+", default=[10])
     p.add_argument("--methods", nargs="+", default=["wmdd", "random", "barycenter_nearest_real"])
-    p.add_argument("--protocols", nargs="+", default=["soft"])
+    p.add_argument(
+        "--protocols",
+        nargs="+",
+        default=["soft"],
+        choices=["soft", "hard", "fixed"],
+        help="fixed: every set's soft_label column written by the teacher once per image (T=1), no teacher in "
+        "the student loop (wmdd_hf.evaluation).",
+    )
     p.add_argument("--no_augment", action="store_true", help="Students without crop/flip/cutmix (for ARS).")
     p.add_argument("--unweighted", action="store_true", help="Plain KD (no barycenter-weighted relabelling).")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -545,6 +552,8 @@ def main() -> None:
                     "teacher": str(args.teacher),
                 }
                 pending = work / "pending" / f"{tag}.json"
+                if protocol == "fixed":  # every set's labels from one call: the same teacher, T, once per image
+                    dataset = with_soft_labels(dataset, teacher, temperature=1.0)
                 result = (
                     train_seeds(dataset, test, teacher, config, seeds, validation, plot, args.device, pending, identity)
                     if seeds
@@ -617,7 +626,13 @@ def train_seeds(dataset, test, teacher, config, seeds, validation, plot, device,
         if seed in done:
             continue
         r = evaluate_distilled(
-            dataset, test, teacher=teacher, config=config, seeds=(seed,), validation_dataset=validation, device=device
+            dataset,
+            test,
+            teacher=None if config.protocol == "fixed" else teacher,  # proof that it trains without one
+            config=config,
+            seeds=(seed,),
+            validation_dataset=validation,
+            device=device,
         )
         done[seed] = {
             "acc": r["accs"][0],

@@ -6,7 +6,7 @@ from PIL import Image as PILImage
 
 from wmdd_hf import load_backbone
 from wmdd_hf.baselines import herding_indices, kcenter_indices, nearest_indices, random_indices
-from wmdd_hf.evaluation import EvaluationConfig, evaluate_distilled, kd_loss
+from wmdd_hf.evaluation import EvaluationConfig, evaluate_distilled, kd_loss, with_soft_labels
 
 
 def _brightness_dataset(n_per_class, seed, shuffle_labels=False):
@@ -77,6 +77,55 @@ def test_soft_protocol_needs_labels_from_somewhere():
             config=EvaluationConfig(protocol="soft", **FAST),
             seeds=(0,),
         )
+
+
+def test_fixed_protocol_learns_from_the_soft_label_column_without_a_teacher():
+    test = _brightness_dataset(100, 1)
+    # wrong class labels, right soft labels: only the column can teach the brightness rule
+    labelled = with_soft_labels(_brightness_dataset(10, 0, shuffle_labels=True), _oracle_teacher())
+    probs = np.asarray(labelled["soft_label"])
+    assert probs.shape == (20, 2) and np.allclose(probs.sum(1), 1, atol=1e-3)
+    assert (probs.argmax(1) == np.repeat([0, 1], 10)).all()  # dark then bright, whatever the shuffled labels say
+    config = EvaluationConfig(protocol="fixed", **FAST)
+    good = evaluate_distilled(labelled, test, config=config, seeds=(0,))
+    assert good["acc_mean"] >= 0.95, good
+    assert good["protocol"]["temperature"] == 1.0 and "no teacher" in good["protocol"]["labels"]
+    assert "cutmix" not in good["protocol"]["augmentation"] and not good["weighted"]
+    # the same images with the column's rows swapped between the classes: the student follows the column
+    swapped = labelled.remove_columns("soft_label").add_column("soft_label", probs[:, ::-1].tolist())
+    bad = evaluate_distilled(swapped, test, config=config, seeds=(0,))
+    assert bad["acc_mean"] <= 0.05, bad
+
+
+def test_fixed_protocol_never_runs_a_teacher_even_when_given_one(monkeypatch):
+    teacher = _oracle_teacher()
+    labelled = with_soft_labels(_brightness_dataset(4, 0), teacher)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the fixed protocol ran the teacher")
+
+    monkeypatch.setattr(teacher.model, "forward", boom)
+    result = evaluate_distilled(
+        labelled, _brightness_dataset(5, 1), teacher=teacher, config=EvaluationConfig(protocol="fixed", **FAST)
+    )
+    assert len(result["accs"]) == 3
+
+
+def test_fixed_protocol_without_a_soft_label_column_names_the_fix():
+    with pytest.raises(ValueError, match="with_soft_labels"):
+        evaluate_distilled(
+            _brightness_dataset(2, 0),
+            _brightness_dataset(2, 1),
+            config=EvaluationConfig(protocol="fixed", **FAST),
+            seeds=(0,),
+        )
+
+
+def test_with_soft_labels_replaces_an_existing_column():
+    data = _brightness_dataset(3, 0).add_column("soft_label", [[0.5, 0.5]] * 6)
+    out = with_soft_labels(data, _oracle_teacher(), temperature=1.0)
+    assert out.column_names.count("soft_label") == 1
+    assert (np.asarray(out["soft_label"]).argmax(1) == np.repeat([0, 1], 3)).all()
 
 
 def test_selectors():

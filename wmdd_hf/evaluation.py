@@ -9,6 +9,11 @@ Protocols (every hyper-parameter is in :class:`EvaluationConfig` and is written 
   view ``step's epoch % E`` of each image, the same crop, flip and cutmix the teacher saw.
 * ``hard``: cross-entropy on the class labels only, SGD with momentum, learning rate x0.1 at half time, crop + flip
   augmentation: the classic dataset-distillation protocol (literature tables use it).
+* ``fixed``: one fixed soft label per image, no teacher: ``T^2 * KL(softmax(log p / T) || student/T)`` against the
+  set's ``soft_label`` column ``p`` (``T`` = 1 by default: the stored probabilities as they are), AdamW and cosine as
+  ``soft``, crop + flip (no cutmix: a pasted box would need a label of its own). This is what a user who loads a
+  published set trains on. Sets without the column (real subsets) get it from the teacher once per image, with
+  :func:`wmdd_hf.soft_labels.soft_labels` at the same temperature as a distilled set's (``with_soft_labels``).
 
 ``augment=False`` turns crop, flip and cutmix off (DD-Ranking's "without augmentation" runs).
 
@@ -40,6 +45,15 @@ from .soft_labels import ViewLabels
 DEFAULT_STEPS = {1: 8000, 10: 1200, 50: 4800}
 
 
+#: How a student is taught (module docstring): the teacher online, hard labels, or one fixed soft label per image.
+PROTOCOLS = ("soft", "hard", "fixed")
+LABELS = {
+    "soft": "the teacher on every augmented batch",
+    "hard": "class labels",
+    "fixed": "the set's soft_label column, one per image; no teacher",
+}
+
+
 def default_steps(images_per_class: float) -> int:
     """The validated budget of the nearest IPC at or above ``images_per_class`` (the largest one beyond)."""
     for ipc in sorted(DEFAULT_STEPS):
@@ -52,14 +66,14 @@ def default_steps(images_per_class: float) -> int:
 class EvaluationConfig:
     """How a student is trained and tested."""
 
-    protocol: str = "soft"
+    protocol: str = "soft"  # one of PROTOCOLS
     student: str = "wmdd_convnet"
     student_kwargs: dict = field(default_factory=lambda: {"width": 64})
     steps: int | None = None  # optimiser steps; None: default_steps(images per class)
     batch_size: int = 128
     learning_rate: float | None = None  # None: 1e-3 (soft, AdamW) / 1e-2 (hard, SGD)
     weight_decay: float | None = None  # None: 1e-2 (soft) / 5e-4 (hard)
-    temperature: float = 4.0
+    temperature: float | None = None  # None: 4 (soft) / 1 (fixed: the stored probabilities as they are)
     crop_scale: tuple[float, float] = (0.5, 1.0)
     cutmix_p: float = 0.5
     augment: bool = True
@@ -69,8 +83,8 @@ class EvaluationConfig:
     progress: bool = True
 
     def __post_init__(self):
-        if self.protocol not in ("soft", "hard"):
-            raise ValueError(f"protocol={self.protocol!r}: use 'soft' or 'hard'.")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol={self.protocol!r}: use one of {', '.join(map(repr, PROTOCOLS))}.")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps={self.steps} must be at least 1.")
 
@@ -78,10 +92,10 @@ class EvaluationConfig:
         """A copy with every ``None`` filled in for ``n`` training images of ``num_classes`` classes."""
         c = EvaluationConfig(**asdict(self))
         c.steps = self.steps or default_steps(n / max(num_classes, 1))
-        c.learning_rate = self.learning_rate or (1e-3 if self.protocol == "soft" else 1e-2)
-        c.weight_decay = (
-            self.weight_decay if self.weight_decay is not None else (1e-2 if self.protocol == "soft" else 5e-4)
-        )
+        adamw = self.protocol in ("soft", "fixed")
+        c.learning_rate = self.learning_rate or (1e-3 if adamw else 1e-2)
+        c.weight_decay = self.weight_decay if self.weight_decay is not None else (1e-2 if adamw else 5e-4)
+        c.temperature = self.temperature or (1.0 if self.protocol == "fixed" else 4.0)
         c.eval_every = self.eval_every or max(1, c.steps // 8)
         return c
 
@@ -89,13 +103,14 @@ class EvaluationConfig:
         d = asdict(self)
         d.pop("progress")
         d.pop("channels_last")  # speed only: the protocol is the same either way
-        d["optimizer"] = "AdamW, cosine" if self.protocol == "soft" else "SGD momentum 0.9, x0.1 at half"
+        d["optimizer"] = "SGD momentum 0.9, x0.1 at half" if self.protocol == "hard" else "AdamW, cosine"
         if not self.augment:
             d["augmentation"] = "none"
         else:
             d["augmentation"] = f"random resized crop {self.crop_scale} + flip" + (
                 f" + cutmix p={self.cutmix_p}" if self.protocol == "soft" else ""
             )
+        d["labels"] = LABELS[self.protocol]
         return d
 
 
@@ -200,10 +215,12 @@ def train_student(
     num_classes: int | None = None,
     device: str | torch.device | None = None,
     desc: str = "student",
+    soft_targets: torch.Tensor | None = None,
 ) -> dict:
     """Trains one student from scratch on ``images (N, C, H, W)`` uint8 with ``labels (N,)``.
 
-    ``weights (N,)``: per-image KD weights (used when ``config.weighted_kd``). ``validation`` / ``test``: uint8
+    ``weights (N,)``: per-image KD weights (soft protocol, when ``config.weighted_kd``). ``soft_targets (N, K)``:
+    the fixed protocol's per-image probabilities (a set's ``soft_label`` column). ``validation`` / ``test``: uint8
     images and labels; validation accuracy is recorded every ``eval_every`` steps, the test split is read once at
     the end. Returns ``{"acc", "top5"}`` (test; None without a test split), ``"val_acc"``, ``"curve":
     [(step, validation accuracy)]``, ``"seconds"``, ``"seconds_per_step"``.
@@ -214,6 +231,12 @@ def train_student(
     c = config.resolved(len(images), num_classes)
     if c.protocol == "soft" and teacher is None and stored is None:
         raise ValueError("The soft protocol needs a teacher or stored soft labels (a ViewLabels).")
+    if c.protocol == "fixed" and (soft_targets is None or soft_targets.shape != (len(images), num_classes)):
+        shape = None if soft_targets is None else tuple(soft_targets.shape)
+        raise ValueError(
+            f"The fixed protocol needs soft_targets of shape {(len(images), num_classes)} (got {shape}): one "
+            "probability row per image, e.g. the set's soft_label column or wmdd_hf.evaluation.with_soft_labels."
+        )
     device = resolve_device(device, teacher)
     if teacher is not None and next(teacher.parameters()).device != device:
         teacher = teacher.to(device)
@@ -230,7 +253,9 @@ def train_student(
     aug = AugmentConfig(scale=c.crop_scale, flip=True)
     pixels = images.to(device).float().div_(255)  # each batch is put in `layout` right before the student sees it
     labels = labels.to(device)
-    w = weights.to(device).float() if (weights is not None and c.weighted_kd) else None
+    w = weights.to(device).float() if (weights is not None and c.weighted_kd and c.protocol == "soft") else None
+    # the fixed protocol's targets as logits: softmax(log p / T) in kd_loss (float16 zeros clamped, not -inf)
+    fixed_logits = soft_targets.to(device).float().clamp_min(1e-8).log() if c.protocol == "fixed" else None
     batch = min(c.batch_size, len(images))
     steps_per_epoch = math.ceil(len(images) / batch)
     curve: list[tuple[int, float]] = []
@@ -245,6 +270,9 @@ def train_student(
         if c.protocol == "hard":
             x = augment(pixels[idx], aug, g) if c.augment else pixels[idx]
             loss = F.cross_entropy(student(x.contiguous(memory_format=layout))[0], labels[idx])
+        elif c.protocol == "fixed":
+            x = augment(pixels[idx], aug, g) if c.augment else pixels[idx]
+            loss = kd_loss(student(x.contiguous(memory_format=layout))[0], fixed_logits[idx], c.temperature)
         elif teacher is not None:
             x = pixels[idx]
             if c.augment:
@@ -292,6 +320,32 @@ def _as_tensors(dataset: Dataset, spec: ImageSpec | None) -> tuple[torch.Tensor,
     return images, labels, spec
 
 
+def stored_soft_labels(dataset: Dataset) -> torch.Tensor:
+    """The ``soft_label`` column as ``(N, K)`` float32 probabilities; a clear error when the set has none."""
+    if "soft_label" not in dataset.column_names:
+        raise ValueError(
+            "The fixed protocol trains on the set's soft_label column, and this set has none: add one with "
+            "wmdd_hf.evaluation.with_soft_labels(dataset, teacher) (a real subset) or use protocol='hard'."
+        )
+    return torch.tensor(np.asarray(dataset["soft_label"], dtype=np.float32))
+
+
+def with_soft_labels(dataset: Dataset, teacher: Backbone | str, temperature: float = 1.0) -> Dataset:
+    """``dataset`` with its ``soft_label`` column (re)written by ``teacher``: ``softmax(logits / temperature)`` on
+    each un-augmented image, once per image, the call that writes a distilled set's column
+    (:func:`wmdd_hf.soft_labels.soft_labels`). Gives a real subset the labels a published set carries."""
+    from datasets import Sequence, Value
+
+    from .soft_labels import soft_labels
+
+    teacher = load_backbone(teacher).freeze() if isinstance(teacher, str) else teacher
+    images, _, _ = _as_tensors(dataset, teacher.spec)
+    probs = soft_labels(teacher, images, temperature).float().numpy()
+    if "soft_label" in dataset.column_names:
+        dataset = dataset.remove_columns("soft_label")
+    return dataset.add_column("soft_label", probs.tolist(), feature=Sequence(Value("float32")))
+
+
 def barycenter_weights(dataset: Dataset) -> torch.Tensor | None:
     """The ``barycenter_weight`` column as ``(N,)`` float32, or None (uniform) when the set has none."""
     if "barycenter_weight" not in dataset.column_names:
@@ -337,6 +391,7 @@ def evaluate_distilled(
     validation = _as_tensors(validation_dataset, spec)[:2] if validation_dataset is not None else None
     num_classes = distilled.features[detect_columns(distilled.features)[1]].num_classes
     weights = barycenter_weights(distilled)
+    fixed = stored_soft_labels(distilled) if config.protocol == "fixed" else None
     runs = []
     for seed in seeds:
         runs.append(
@@ -353,6 +408,7 @@ def evaluate_distilled(
                 num_classes=num_classes,
                 device=device,
                 desc=f"student seed {seed}",
+                soft_targets=fixed,
             )
         )
     accs = [r["acc"] for r in runs]

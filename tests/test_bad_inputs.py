@@ -6,6 +6,7 @@ every row the run folder holds no stage file (nothing was started).
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from datasets import ClassLabel, Dataset, Features, Value, concatenate_datasets
+from datasets import ClassLabel, Dataset, Features, Image, Value, concatenate_datasets
 from PIL import Image as PILImage
 
 from wmdd_hf import DistillationArguments, Distiller, load_backbone
@@ -134,6 +135,18 @@ def _streaming_resume(ctx):
     d.distill()
 
 
+def _colour_data_for_a_grey_teacher(ctx):
+    rgb = ctx.train.select(range(0, 3000, 10)).cast_column("image", Image(mode="RGB"))
+    assert rgb[0]["image"].mode == "RGB"
+    Distiller(ctx.teacher, ctx.args(), rgb)
+
+
+def _teacher_classes_in_another_order(ctx):
+    teacher = copy.deepcopy(ctx.teacher)
+    teacher.class_names = list(reversed(ctx.train.features["label"].names))
+    Distiller(teacher, ctx.args(), ctx.train)
+
+
 ROWS = [
     ("label out of range", _out_of_range_labels, DatasetValidationError, r"Column 'label' holds label 12 in row 17"),
     ("corrupt image after row 8", _corrupt_image_after_row_8, DatasetValidationError, r"row 12 cannot be decoded"),
@@ -157,6 +170,18 @@ ROWS = [
     ("no image column", _no_image_column, DatasetValidationError, r"No image column"),
     ("empty class", _empty_class, DatasetValidationError, r"'Shirt' \(0\)"),
     ("streaming resume", _streaming_resume, OutputDirError, r"streaming dataset.*overwrite_output_dir=True"),
+    (
+        "colour data, grey teacher",
+        _colour_data_for_a_grey_teacher,
+        DatasetValidationError,
+        r"in colour \(mode RGB, 3 channels\) but the teacher takes 1 channel.*Image\(mode='L'\)",
+    ),
+    (
+        "teacher classes in another order",
+        _teacher_classes_in_another_order,
+        DatasetValidationError,
+        r"dataset's in another order .*'T-shirt/top', 'Trouser'.*'Ankle boot', 'Bag'.*class_mapping='by_name'",
+    ),
 ]
 
 

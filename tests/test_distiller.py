@@ -323,3 +323,53 @@ def test_torch_compile_gives_the_uncompiled_set(tmp_path, tiny_teacher, small_tr
     a = np.stack([np.asarray(im) for im in plain["image"]]).astype(int)
     b = np.stack([np.asarray(im) for im in compiled["image"]]).astype(int)
     assert np.abs(a - b).max() <= 1 and compiled["label"] == plain["label"]
+
+
+def _permuted(teacher, order, names):
+    """The same teacher with its logits in ``order`` (built by hand: the head's rows and the names)."""
+    import copy
+
+    permuted = copy.deepcopy(teacher)
+    with torch.no_grad():
+        permuted.head.weight.copy_(teacher.head.weight[order])
+        permuted.head.bias.copy_(teacher.head.bias[order])
+    permuted.class_names = names
+    return permuted
+
+
+@pytest.mark.parametrize("mapping", ["by_name", "json"])
+def test_class_mapping_puts_the_teacher_in_the_dataset_order(mapping, tmp_path, tiny_teacher, small_train):
+    names = small_train.features["label"].names
+    order = list(range(9, -1, -1))
+    if mapping == "by_name":
+        permuted, class_mapping = _permuted(tiny_teacher, order, [names[i] for i in order]), "by_name"
+    else:  # other names: the user says which is which
+        permuted = _permuted(tiny_teacher, order, [f"class {i}" for i in order])
+        class_mapping = json.dumps({n: f"class {i}" for i, n in enumerate(names)})
+    before = permuted.head.weight.clone()
+    args = DistillationArguments(output_dir=str(tmp_path / "run"), images_per_class=2, class_mapping=class_mapping)
+    d = Distiller(permuted, args, small_train)
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(d.teacher(x)[0], tiny_teacher.eval()(x)[0])
+    assert d.teacher.class_names == (names if mapping == "by_name" else [f"class {i}" for i in range(10)])
+    assert torch.equal(permuted.head.weight, before), "the caller's teacher was changed"
+
+
+def test_teacher_class_names_that_differ_are_a_warning_naming_both(tmp_path, tiny_teacher, small_train, caplog):
+    import copy
+
+    other = copy.deepcopy(tiny_teacher)
+    other.class_names = [f"kind {i}" for i in range(10)]
+    with caplog.at_level("WARNING", logger="wmdd_hf"):
+        Distiller(other, DistillationArguments(output_dir=str(tmp_path / "run"), images_per_class=2), small_train)
+    text = caplog.text
+    assert "'T-shirt/top'" in text and "'kind 0'" in text and "class_mapping" in text
+
+
+def test_a_class_mapping_that_misses_a_class_is_refused(tmp_path, tiny_teacher, small_train):
+    names = small_train.features["label"].names
+    partial = json.dumps({n: n for n in names[:9]})
+    args = DistillationArguments(output_dir=str(tmp_path / "run"), images_per_class=2, class_mapping=partial)
+    with pytest.raises(DatasetValidationError, match=r"missing: \['Ankle boot'\]"):
+        Distiller(tiny_teacher, args, small_train)

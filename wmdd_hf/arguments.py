@@ -196,6 +196,14 @@ class DistillationArguments:
     seed: int = field(default=42, metadata={"help": "Run seed; per-class seeds derive from it and the class id."})
     image_column: str | None = field(default=None, metadata={"help": "Image column (auto-detected)."})
     label_column: str | None = field(default=None, metadata={"help": "ClassLabel column (auto-detected)."})
+    class_mapping: str | None = field(
+        default=None,
+        metadata={
+            "help": "How the dataset's classes meet the teacher's logits when their names differ: 'by_name' (the "
+            'same names in another order) or a JSON object {"dataset class": "teacher class"}. Default: by '
+            "position, with a warning when the names differ and an error when they are the same in another order."
+        },
+    )
     num_workers: int = field(default=0, metadata={"help": "DataLoader workers of the statistics pass."})
     logging_steps: int = field(default=50, metadata={"help": "Log losses every this many synthesis steps."})
     report_to: str = field(

@@ -133,6 +133,19 @@ class Backbone(nn.Module):
         self.train(was_training)
         return self
 
+    def reorder_classes(self, order: list[int]) -> Backbone:
+        """Permutes the head so that logit ``k`` is the old logit ``order[k]`` (rows of the last linear layer, and
+        the class names with them): the teacher then speaks in the dataset's label order."""
+        if sorted(order) != list(range(self.num_classes)):
+            raise ValueError(f"order={order} is not a permutation of the teacher's {self.num_classes} classes.")
+        index = torch.as_tensor(order, device=self.head.weight.device)
+        with torch.no_grad():
+            self.head.weight.copy_(self.head.weight[index])
+            if self.head.bias is not None:
+                self.head.bias.copy_(self.head.bias[index])
+        self.class_names = [self.class_names[i] for i in order]
+        return self
+
     def norm_layers(self, kinds: tuple[str, ...] = NORM_KINDS) -> list[tuple[str, nn.Module]]:
         """``[(qualified name, module)]`` of the normalisation layers of the given kinds, in forward order."""
         return [(n, m) for n, m in self.model.named_modules() if norm_kind(m) in kinds]

@@ -203,6 +203,15 @@ def class_index(dataset: Dataset, label_column: str) -> dict[int, np.ndarray]:
     return {k: order[bounds[k] : bounds[k + 1]] for k in range(num_classes)}
 
 
+#: PIL modes that hold one grey channel (``LA``: grey with alpha); every other mode is treated as colour.
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+def image_channels(image: PILImage.Image) -> int:
+    """1 for a grey PIL image (:data:`GREY_MODES`), 3 for anything in colour (RGB, RGBA, P, CMYK, ...)."""
+    return 1 if image.mode in GREY_MODES else 3
+
+
 def validate_dataset(
     dataset: AnyImageDataset,
     image_column: str | None = None,
@@ -210,12 +219,15 @@ def validate_dataset(
     num_classes: int | None = None,
     min_per_class: int = 1,
     check_images: int = 8,
+    channels: int | None = None,
 ) -> tuple[str, str]:
     """Checks a dataset before any expensive work and returns ``(image_column, label_column)``.
 
     Checks: an Image and a ClassLabel column; the number of classes equals ``num_classes`` (the teacher's) when
     given; every class has at least ``min_per_class`` rows (map-style datasets); the first ``check_images`` images
-    decode (the failing row index is reported).
+    decode (the failing row index is reported); with ``channels`` (the teacher's input channels), colour images
+    for a 1-channel teacher are an error (a grey conversion would silently drop the colour), grey images for a
+    3-channel teacher a warning (the synthetic images may drift apart in R, G and B).
     """
     image_column, label_column = detect_columns(dataset.features, image_column, label_column)
     names = class_names(dataset, label_column)
@@ -242,10 +254,89 @@ def validate_dataset(
                 f"class needs at least images_per_class = {min_per_class} (one real image per barycenter point). "
                 "Lower images_per_class, or filter the ClassLabel to the classes that have enough images."
             )
-        rows = range(min(check_images, len(dataset)))
-        for i in rows:
-            decode_row(dataset, i, image_column)
+        images = [decode_row(dataset, i, image_column) for i in range(min(check_images, len(dataset)))]
+    else:
+        images = [row[image_column] for _, row in zip(range(1), dataset)]  # a stream: its first row only
+    if channels is not None:
+        check_channels(images, channels)
     return image_column, label_column
+
+
+def check_channels(images: list[PILImage.Image], channels: int) -> None:
+    """Raises when colour images meet a 1-channel teacher; warns when grey images meet a 3-channel one."""
+    found = {image_channels(image) for image in images if isinstance(image, PILImage.Image)}
+    modes = sorted({image.mode for image in images if isinstance(image, PILImage.Image)})
+    if channels == 1 and 3 in found:
+        raise DatasetValidationError(
+            f"The dataset's images are in colour (mode {'/'.join(modes)}, 3 channels) but the teacher takes 1 "
+            "channel: the images would be converted to grey and the distilled set written in grey. Use a teacher "
+            "trained on 3-channel images (examples/train_teacher.py takes the channels from the data), or make the "
+            "dataset grey first: `dataset = dataset.cast_column(image_column, datasets.Image(mode='L'))`."
+        )
+    if channels == 3 and found == {1}:
+        logger.warning(
+            "The dataset's images are grey (mode %s, 1 channel) but the teacher takes 3 channels: each image is "
+            "copied into R, G and B, and the synthetic images may come out in colour.",
+            "/".join(modes),
+        )
+
+
+def teacher_class_order(
+    dataset_names: list[str], teacher_names: list[str], class_mapping: str | dict[str, str] | None = None
+) -> list[int] | None:
+    """Which teacher logit belongs to each dataset class: ``order[k]`` is the teacher's index for the dataset's class
+    ``k``, or ``None`` when they are the same (or a side has no names, only ``"0", "1", ...``).
+
+    ``class_mapping``: ``"by_name"`` (the same names in another order) or ``{dataset class name: teacher class
+    name}`` for every dataset class (a JSON string of it from the command line). Without one, the same names in
+    another order are an error, and different names a warning that names both lists: the count alone matches.
+    """
+    if isinstance(class_mapping, str) and class_mapping != "by_name":
+        import json
+
+        try:
+            class_mapping = json.loads(class_mapping)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"class_mapping={class_mapping!r} is neither 'by_name' nor a JSON object "
+                '{"dataset class": "teacher class", ...}.'
+            ) from error
+    if class_mapping == "by_name":
+        if sorted(dataset_names) != sorted(teacher_names):
+            raise DatasetValidationError(
+                f"class_mapping='by_name' needs the same class names on both sides: the dataset has "
+                f"{dataset_names}, the teacher {teacher_names}. Pass a mapping {{dataset class: teacher class}}."
+            )
+        class_mapping = {name: name for name in dataset_names}
+    if class_mapping is not None:
+        if not isinstance(class_mapping, dict):
+            raise ValueError(f"class_mapping must be 'by_name' or a dict, not {type(class_mapping).__name__}.")
+        missing = [n for n in dataset_names if n not in class_mapping]
+        unknown = [v for v in class_mapping.values() if v not in teacher_names]
+        targets = [class_mapping[n] for n in dataset_names if n in class_mapping]
+        if missing or unknown or len(set(targets)) != len(targets):
+            raise DatasetValidationError(
+                f"class_mapping must map every dataset class {dataset_names} to a different teacher class "
+                f"{teacher_names}; missing: {missing}, not the teacher's: {unknown}."
+            )
+        order = [teacher_names.index(class_mapping[n]) for n in dataset_names]
+        return None if order == list(range(len(order))) else order
+    placeholder = [str(i) for i in range(len(teacher_names))]
+    if dataset_names == teacher_names or placeholder in (teacher_names, dataset_names):
+        return None
+    if sorted(dataset_names) == sorted(teacher_names):
+        raise DatasetValidationError(
+            f"The teacher's classes are the dataset's in another order (dataset: {dataset_names}; teacher: "
+            f"{teacher_names}): its logit k is not the dataset's label k. Pass class_mapping='by_name' to match them "
+            "by name, or a mapping {dataset class: teacher class}."
+        )
+    logger.warning(
+        "The teacher's class names differ from the dataset's (dataset: %s; teacher: %s). Label k of the dataset is "
+        "taken to be the teacher's class k; if that is wrong, pass class_mapping={dataset class: teacher class}.",
+        dataset_names,
+        teacher_names,
+    )
+    return None
 
 
 def decode_row(dataset: Dataset, index: int, image_column: str) -> PILImage.Image:

@@ -13,6 +13,7 @@ refused (see the README's "Resuming").
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -26,7 +27,7 @@ from . import checkpoint as ckpt
 from . import pipeline
 from .arguments import BEFORE_THE_ARGUMENT, DistillationArguments
 from .backbones import Backbone, load_backbone
-from .data import DatasetValidationError, validate_dataset
+from .data import DatasetValidationError, class_names, teacher_class_order, validate_dataset
 from .pipeline import class_seed, dataset_fingerprint, nearest_real_rows, point_distances
 from .statistics import ClassStatistics
 
@@ -127,7 +128,13 @@ class Distiller:
             a.label_column,
             num_classes=self.teacher.num_classes,
             min_per_class=a.images_per_class,  # a barycenter point per image needs as many real images
+            channels=self.teacher.spec.channels,
         )
+        order = teacher_class_order(
+            class_names(self.train_dataset, columns[1]), self.teacher.class_names, a.class_mapping
+        )
+        if order is not None:  # on a copy: the caller's model keeps its head
+            self.teacher = copy.deepcopy(self.teacher).reorder_classes(order)
         if a.bn_loss != "none" and not self.teacher.norm_layers():
             raise ValueError(
                 f"bn_loss={a.bn_loss!r} needs normalisation layers, but the teacher ({type(self.teacher.model).__name__}) "

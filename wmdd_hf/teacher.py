@@ -6,9 +6,12 @@ its test accuracy, the command's arguments and the wall time in ``wmdd_hf.json``
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .augment import AugmentConfig, augment
 from .backbones import Backbone, load_backbone, save_backbone
-from .data import ImageSpec, decode_all, fits_in_memory, load_image_dataset, validate_dataset
+from .data import ImageSpec, decode_all, fits_in_memory, image_channels, load_image_dataset, validate_dataset
 from .evaluation import test_accuracy
 
 
@@ -32,7 +35,7 @@ class TeacherTrainingArguments:
     image_column: str | None = field(default=None, metadata={"help": "Image column (auto-detected)."})
     label_column: str | None = field(default=None, metadata={"help": "ClassLabel column (auto-detected)."})
     img_size: int | None = field(
-        default=None, metadata={"help": "Input size (default: the model's, 28 for the ConvNet)."}
+        default=None, metadata={"help": "Input size in pixels (default: the first training image's shorter side)."}
     )
     in_chans: int | None = field(default=None, metadata={"help": "Input channels (default: the dataset's mode)."})
     width: int | None = field(default=None, metadata={"help": "Width of wmdd_convnet (ignored by other models)."})
@@ -67,6 +70,26 @@ def build_teacher(args: TeacherTrainingArguments, num_classes: int, class_names:
     )
 
 
+def pixel_statistics(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of ``uint8`` images ``(N, C, H, W)``, as fractions of 255 (one pass,
+    in chunks, accumulated in float64)."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(images), chunk):
+        x = images[start : start + chunk].to(torch.float64).div_(255)
+        total += x.sum((0, 2, 3))
+        squares += x.square().sum((0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
+    return mean.tolist(), std.tolist()
+
+
+def data_tag(dataset: str) -> str:
+    """``"fashion_mnist"``, ``"org/name"`` or a folder path -> a short tag for the saved config (``name``)."""
+    return re.sub(r"[^a-z0-9]+", "_", Path(dataset.rstrip("/")).name.lower()).strip("_") or "data"
+
+
 def train_teacher(args: TeacherTrainingArguments) -> dict:
     """Trains and saves a teacher; returns ``{"test_acc": fraction, "wall_s": seconds, ...}``."""
     from accelerate import Accelerator
@@ -80,19 +103,33 @@ def train_teacher(args: TeacherTrainingArguments) -> dict:
         test = load_image_dataset(args.dataset, args.eval_split)
     image_col, label_col = validate_dataset(train, args.image_column, args.label_column)
     names = train.features[label_col].names
-    mode = train[0][image_col].mode
-    backbone = build_teacher(args, len(names), names, 1 if mode in ("L", "1", "I", "F") else 3)
+    first = train[0][image_col]
+    if args.img_size is None:  # the data's size, not the architecture's default
+        args = dataclasses.replace(args, img_size=min(first.size))
+    backbone = build_teacher(args, len(names), names, image_channels(first))
     spec: ImageSpec = backbone.spec
     if not fits_in_memory(train, spec):
         raise ValueError("This teacher trainer keeps the decoded training set in memory; use a smaller dataset.")
     with accelerator.main_process_first():
         x_train, y_train = decode_all(train, spec, image_col, label_col, progress=accelerator.is_main_process)
         x_test, y_test = decode_all(test, spec, image_col, label_col, progress=accelerator.is_main_process)
+    mean, std = pixel_statistics(x_train)
+    backbone.mean.copy_(torch.tensor(mean).view_as(backbone.mean))
+    backbone.std.copy_(torch.tensor(std).view_as(backbone.std))
+    if backbone.source == "timm":  # the saved config names this data, not the architecture's default tag
+        backbone.model.pretrained_cfg = {**backbone.model.pretrained_cfg, "tag": data_tag(args.dataset)}
+    accelerator.print(
+        f"teacher input: {spec.channels} channel(s) at {spec.size[0]}x{spec.size[1]} px, normalised with the "
+        f"training split's mean {[round(m, 4) for m in mean]} and std {[round(v, 4) for v in std]}"
+    )
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(x_train, y_train), batch_size=args.batch_size, shuffle=True, drop_last=True
+        torch.utils.data.TensorDataset(x_train, y_train),
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=len(x_train) > args.batch_size,  # a dataset smaller than one batch is one batch
     )
     optimizer = torch.optim.AdamW(backbone.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
-    total = args.epochs * math.ceil(len(loader) / accelerator.num_processes)
+    total = args.epochs * max(1, math.ceil(len(loader) / accelerator.num_processes))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=args.learning_rate, total_steps=total, pct_start=0.15
     )
@@ -124,6 +161,7 @@ def train_teacher(args: TeacherTrainingArguments) -> dict:
             metadata={
                 "training_arguments": asdict(args),
                 "dataset": args.dataset,
+                "normalization": {"mean": mean, "std": std, "from": f"{args.dataset} {args.train_split} split"},
                 "num_processes": accelerator.num_processes,
                 **result,
             },

@@ -1,0 +1,50 @@
+"""examples/train_teacher.py's trainer on data that is not Fashion-MNIST: the size, channels and normalisation come
+from the data, and a dataset smaller than one batch trains."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+from PIL import Image as PILImage
+
+from wmdd_hf import load_backbone
+from wmdd_hf.data import ImageSpec
+from wmdd_hf.teacher import TeacherTrainingArguments, train_teacher
+
+
+def _colour_folder(tmp_path, per_class: int = 12, size: int = 32):
+    rng = np.random.default_rng(0)
+    features = Features({"image": Image(), "label": ClassLabel(names=["reddish", "bluish"])})
+    splits, pixels = {}, []
+    for split, n in (("train", per_class), ("test", 4)):
+        images, labels = [], []
+        for label, channel in ((0, 0), (1, 2)):
+            for _ in range(n):
+                a = rng.integers(0, 90, (size, size, 3), dtype=np.uint8)
+                a[..., channel] = rng.integers(150, 256, (size, size), dtype=np.uint8)
+                images.append(PILImage.fromarray(a, mode="RGB"))
+                labels.append(label)
+                if split == "train":
+                    pixels.append(a)
+        splits[split] = Dataset.from_dict({"image": images, "label": labels}, features=features)
+    folder = tmp_path / "colours"
+    DatasetDict(splits).save_to_disk(str(folder))
+    return folder, np.stack(pixels).astype(np.float64) / 255
+
+
+def test_teacher_takes_size_channels_and_normalisation_from_the_data(tmp_path):
+    folder, pixels = _colour_folder(tmp_path)
+    out = tmp_path / "teacher"
+    args = TeacherTrainingArguments(output_dir=str(out), dataset=str(folder), epochs=1, width=8, eval_every=1)
+    assert args.batch_size > len(pixels)  # smaller than one batch
+    result = train_teacher(args)
+    assert 0 <= result["test_acc"] <= 1
+    teacher = load_backbone(out)
+    assert teacher.spec == ImageSpec(3, (32, 32))
+    np.testing.assert_allclose(teacher.data_config["mean"], pixels.mean((0, 1, 2)), atol=1e-5)
+    np.testing.assert_allclose(teacher.data_config["std"], pixels.std((0, 1, 2)), atol=1e-5)
+    config = json.loads((out / "config.json").read_text())
+    assert config["pretrained_cfg"]["tag"] == "colours"
+    assert args.img_size is None, "the caller's arguments were changed"

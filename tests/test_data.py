@@ -176,3 +176,31 @@ def test_two_processes_building_the_cache_at_once_both_succeed(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], [o[1].decode()[-2000:] for o in outs]
     assert [o[0].decode().split()[-1] for o in outs] == ["60000", "60000"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fashion_mnist-v2"]  # no temporary left behind
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    import gzip
+
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_rgb_copy_is_the_grey_image_in_three_channels_at_32_px(tmp_path):
+    rng = np.random.default_rng(0)
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    grey = {}
+    for prefix, n in (("train", 12), ("t10k", 4)):
+        grey[prefix] = rng.integers(0, 256, (n, 28, 28))
+        _write_idx(idx / f"{prefix}-images-idx3-ubyte.gz", grey[prefix])
+        _write_idx(idx / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    data = load_fashion_mnist(cache_dir=tmp_path / "cache", idx_dir=idx, rgb=True, size=32)
+    assert len(data["train"]) == 12 and len(data["test"]) == 4
+    image = data["train"][5]["image"]
+    assert image.mode == "RGB" and image.size == (32, 32)
+    a = np.asarray(image)
+    expected = np.asarray(PILImage.fromarray(grey["train"][5].astype(np.uint8)).resize((32, 32), PILImage.BILINEAR))
+    for channel in range(3):
+        np.testing.assert_array_equal(a[..., channel], expected)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["fashion_mnist-rgb32-v1", "fashion_mnist-v2"]

@@ -57,6 +57,7 @@ def test_end_to_end_on_fashion_mnist(tmp_path, tiny_teacher, small_train, small_
     m = distiller.metrics
     assert m["feature_loss_end"] <= 0.5 * m["feature_loss_start"], m
     assert m["teacher_agreement"] > 0.3  # chance is 0.1
+    assert m["colour_spread"] == 0.0  # grey images
     # distances to the barycenter points, the real side recomputed here with numpy for one class
     assert len(m["point_distances"]) == 10 and 0 <= m["classes_closer_than_median_real"] <= 10
     stats = distiller._statistics()

@@ -25,3 +25,16 @@ def test_augmentation_robust_score_by_hand():
     assert augmentation_robust_score(0.80, 0.75, 0.60, 0.62) == pytest.approx(0.27537, abs=1e-4)
     s = scores(0.80, 0.75, acc_no_aug=0.60, acc_random_no_aug=0.62)
     assert s["ars"] == pytest.approx(0.27537, abs=1e-4) and s["lrs"] is None
+
+
+def test_colour_spread_in_grey_levels():
+    import torch
+
+    from wmdd_hf.scores import colour_spread
+
+    x = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    x[:, 0], x[:, 1], x[:, 2] = 10, 20, 5  # |10 - 20| + |20 - 5| = 25 everywhere
+    assert colour_spread(x) == pytest.approx(25.0)
+    x[1] = 7  # grey: 0
+    assert colour_spread(x) == pytest.approx(12.5)
+    assert colour_spread(torch.full((1, 1, 4, 4), 9, dtype=torch.uint8)) == 0.0

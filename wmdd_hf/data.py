@@ -78,17 +78,62 @@ def _fashion_mnist_from_idx(folder: Path) -> DatasetDict:
 
 
 def load_fashion_mnist(
-    cache_dir: str | os.PathLike | None = None, idx_dir: str | os.PathLike | None = None
+    cache_dir: str | os.PathLike | None = None,
+    idx_dir: str | os.PathLike | None = None,
+    rgb: bool = False,
+    size: int = 28,
 ) -> DatasetDict:
     """Fashion-MNIST as a ``DatasetDict(train=60000, test=10000)`` with ``image`` (Image) and ``label`` (ClassLabel).
 
     Built from the IDX files of Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``)
     and cached with ``save_to_disk`` in ``<cache_dir>/fashion_mnist-v2`` (``cache_dir`` defaults to
-    :func:`default_cache_dir`) after the first build (~10 s). The library writes only inside that subfolder and never
-    deletes anything else. Without the Debian files it falls back to ``load_dataset("zalando-datasets/fashion_mnist")``.
+    :func:`default_cache_dir`) after the first build (~10 s). The library writes only inside its own subfolders and
+    never deletes anything else. Without the Debian files it falls back to
+    ``load_dataset("zalando-datasets/fashion_mnist")``.
+
+    ``rgb=True`` stores each grey image in three equal channels and ``size`` resizes it (bilinear) to
+    ``size x size`` pixels: ``rgb=True, size=32`` is the second teacher family's data (R = G = B everywhere, so a
+    set distilled from it should stay grey). Cached in ``fashion_mnist-rgb32-v1`` (or ``-l<size>-v1``).
     """
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache = root / "fashion_mnist-v2"
+    if rgb or size != 28:
+        name = f"fashion_mnist-{'rgb' if rgb else 'l'}{size}-v1"
+        return _cached(root, name, lambda: _resized(load_fashion_mnist(root, idx_dir), rgb, size))
+    folder = Path(idx_dir) if idx_dir is not None else FASHION_MNIST_DIR
+    return _cached(root, "fashion_mnist-v2", lambda: _fashion_mnist_source(folder))
+
+
+def _fashion_mnist_source(folder: Path) -> DatasetDict:
+    if (folder / "train-images-idx3-ubyte.gz").exists():
+        logger.info("Building Fashion-MNIST from %s", folder)
+        return _fashion_mnist_from_idx(folder)
+    try:
+        from datasets import load_dataset
+
+        return load_dataset(FASHION_MNIST_HUB_ID)
+    except Exception as error:  # noqa: BLE001 - any failure means: no data anywhere
+        raise FileNotFoundError(
+            f"Fashion-MNIST was not found in {folder} and could not be loaded from the Hub "
+            f"({FASHION_MNIST_HUB_ID}: {error.__class__.__name__}). Install Debian's package with "
+            "`apt-get install dataset-fashion-mnist` (after `apt-get update`), or pass another dataset."
+        ) from error
+
+
+def _resized(dataset: DatasetDict, rgb: bool, size: int) -> DatasetDict:
+    mode = "RGB" if rgb else "L"
+
+    def convert(batch: dict) -> dict:
+        images = [image.convert(mode) for image in batch["image"]]
+        if size != 28:
+            images = [image.resize((size, size), PILImage.BILINEAR) for image in images]
+        return {"image": images}
+
+    return dataset.map(convert, batched=True, batch_size=1000, desc=f"Fashion-MNIST as {mode} {size} px")
+
+
+def _cached(root: Path, name: str, build) -> DatasetDict:
+    """``root/name`` loaded with ``load_from_disk``, built with ``build()`` and saved there first if missing."""
+    cache = root / name
     if (cache / "dataset_dict.json").exists():
         return DatasetDict.load_from_disk(str(cache))
     if cache.exists() and any(cache.iterdir()):
@@ -96,23 +141,9 @@ def load_fashion_mnist(
             f"{cache} exists, is not empty and holds no saved dataset: the library will not overwrite it. Move it "
             "away or pass another cache_dir."
         )
-    folder = Path(idx_dir) if idx_dir is not None else FASHION_MNIST_DIR
-    if (folder / "train-images-idx3-ubyte.gz").exists():
-        logger.info("Building Fashion-MNIST from %s (cached in %s)", folder, cache)
-        dataset = _fashion_mnist_from_idx(folder)
-    else:
-        try:
-            from datasets import load_dataset
-
-            dataset = load_dataset(FASHION_MNIST_HUB_ID)
-        except Exception as error:  # noqa: BLE001 - any failure means: no data anywhere
-            raise FileNotFoundError(
-                f"Fashion-MNIST was not found in {folder} and could not be loaded from the Hub "
-                f"({FASHION_MNIST_HUB_ID}: {error.__class__.__name__}). Install Debian's package with "
-                "`apt-get install dataset-fashion-mnist` (after `apt-get update`), or pass another dataset."
-            ) from error
+    dataset = build()
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".fashion_mnist-v2.{os.getpid()}.tmp"  # one name per process: parallel first runs do not collide
+    tmp = root / f".{name}.{os.getpid()}.tmp"  # one name per process: parallel first runs do not collide
     dataset.save_to_disk(str(tmp))
     try:
         if cache.exists():
@@ -508,12 +539,14 @@ def uint8_to_png_images(images: torch.Tensor) -> list[PILImage.Image]:
 def load_image_dataset(
     name: str, split: str | None = None, streaming: bool = False, **kwargs
 ) -> AnyImageDataset | DatasetDict:
-    """``"fashion_mnist"`` (the embedded default), a folder written by ``save_to_disk``, an image folder, a folder of
+    """``"fashion_mnist"`` (the embedded default), ``"fashion_mnist_rgb32"`` (its RGB copy at 32 px), a folder written by ``save_to_disk``, an image folder, a folder of
     parquet files, or a Hub dataset id; ``split`` selects one split."""
     from datasets import load_dataset, load_from_disk
 
     if name in ("fashion_mnist", "fashion-mnist"):
         dataset = load_fashion_mnist()
+    elif name == "fashion_mnist_rgb32":
+        dataset = load_fashion_mnist(rgb=True, size=32)
     elif Path(name).is_dir() and (
         (Path(name) / "dataset_dict.json").exists() or (Path(name) / "dataset_info.json").exists()
     ):

@@ -31,6 +31,7 @@ from .backbones import Backbone
 from .barycenter import wasserstein_barycenter
 from .data import DatasetValidationError, decode_all, fits_in_memory, iterate_batches, uint8_to_png_images
 from .feature_store import FOLDER, ClassShards, owned_classes, write_class
+from .scores import colour_spread
 from .soft_labels import ViewLabels, augmented_soft_labels, soft_labels, storage_bytes, teacher_outputs
 from .statistics import ClassStatistics, collect_class_statistics
 from .synthesis import NormTargets, synthesize_batch
@@ -427,6 +428,7 @@ def final_metrics(run: Run, images_uint8, labels, soft, stats, bary, histories) 
         "bn_loss_end": float(sum(r["bn_loss"] for r in last)),
         "teacher_agreement": float((soft["probs"].float().argmax(1) == labels).float().mean()),
         "w2_cost_mean": float(np.mean([bary[k]["costs"][-1] for k in bary])),
+        "colour_spread": colour_spread(images_uint8),
         "soft_label_bytes": int(soft["bytes"]),
         "point_distances": distances,
         "classes_closer_than_median_real": int(

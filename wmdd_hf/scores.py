@@ -7,6 +7,8 @@ protocol, not by its raw accuracy (soft labels alone make random subsets strong)
 * HLR (hard-label recovery) = acc(full data, hard labels) - acc(method, hard labels).
 * LRS (label-robust score) = (e^a - e^-1) / (e - e^-1) with a = 0.5 * IOR - 0.5 * HLR: 0 at a = -1, about 0.269
   at a = 0 (the images add nothing and lose nothing), 1 at a = 1.
+* Colour spread = mean(|R - G| + |G - B|) over the pixels of a set, in grey levels (0..510): 0 for grey images,
+  so on grey data it measures how far synthesis drifted into colour (:func:`colour_spread`).
 * ARS (augmentation-robust score) = (e^b - e^-1) / (e - e^-1) with
   b = 0.5 * (acc(method, aug) - acc(random, aug)) + 0.5 * (acc(method, no aug) - acc(random, no aug)).
 """
@@ -58,3 +60,15 @@ def scores(
     inputs = (acc_soft, acc_random_soft, acc_no_aug, acc_random_no_aug)
     ars = augmentation_robust_score(*inputs) if None not in inputs else None
     return {"ior": ior, "hlr": hlr, "lrs": lrs, "ars": ars}
+
+
+def colour_spread(images) -> float:
+    """``uint8`` images ``(N, C, H, W)`` -> mean over pixels of ``|R - G| + |G - B|`` in grey levels; 0 for
+    1-channel images."""
+    import torch
+
+    images = torch.as_tensor(images)
+    if images.shape[1] == 1:
+        return 0.0
+    x = images[:, :3].to(torch.int16)
+    return float(((x[:, 0] - x[:, 1]).abs() + (x[:, 1] - x[:, 2]).abs()).float().mean())

@@ -1,6 +1,7 @@
 """Prints the README's results table from benchmarks/results/fashion_mnist.json (and the old yardstick's file).
 
     python benchmarks/readme_table.py            # paste the output under "## Results (Fashion-MNIST)"
+    python benchmarks/readme_table.py --regimes  # the label regimes table (acc and what the images add)
 
 One line per method and IPC: the soft row (augmentation, the method's own KD weighting), its IOR, the hard-label row
 with HLR and LRS, the no-augmentation row with ARS, and the same method's soft accuracy under the old yardstick
@@ -108,11 +109,48 @@ def table(results: dict, old: dict | None) -> str:
     return "\n".join(lines)
 
 
+#: (column title, protocol, augmentation) of the regimes table: with the teacher at hand, then without it.
+REGIMES = [
+    ("soft: teacher relabels every crop", "soft", True),
+    ("hard labels + crop/flip", "hard", True),
+    ("hard labels, no augmentation", "hard", False),
+    ("fixed soft label per image + crop/flip", "fixed", True),
+]
+
+
+def regimes(results: dict, ipc: int = 10) -> str:
+    """One line per set at ``ipc``, one cell per label regime: top-1 % and, in brackets, what the images add
+    (the set's accuracy minus the random subset's under the same protocol, in points)."""
+    rows = results["results"]
+    lines = [
+        f"| set (IPC {ipc}) | " + " | ".join(title for title, _, _ in REGIMES) + " |",
+        "|---|" + "---|" * len(REGIMES),
+    ]
+    for method, label in ORDER:
+        cells = []
+        for _, protocol, augment in REGIMES:
+            row = find(rows, method, ipc, protocol, augment)
+            base = find(rows, "random", ipc, protocol, augment)
+            if row is None:
+                cells.append("—")
+            elif method == "random" or base is None:
+                cells.append(f"{100 * row['acc_mean']:.2f}")
+            else:
+                cells.append(f"{100 * row['acc_mean']:.2f} ({100 * (row['acc_mean'] - base['acc_mean']):+.2f})")
+        if any(c != "—" for c in cells):
+            lines.append(f"| {AT_IPC.get((method, ipc), label or method)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=RESULTS / "fashion_mnist.json")
     parser.add_argument("--old", type=Path, default=RESULTS / "fashion_mnist_v1.json")
+    parser.add_argument("--regimes", action="store_true", help="Print the label regimes table at IPC 10 instead.")
     args = parser.parse_args()
+    if args.regimes:
+        print(regimes(json.loads(args.results.read_text())))
+        return
     old = json.loads(args.old.read_text()) if args.old.exists() else None
     print(table(json.loads(args.results.read_text()), old))
 

@@ -350,3 +350,37 @@ def test_set_distances_rank_correlation_reads_the_order_by_hand():
     rows[0]["soft_acc"] = 0.6
     assert set_distances.rank_correlation(rows) == (0.5, 3)  # ranks (1, 2, 3) against (1, 3, 2): 1 - 6 * 2 / 24
     assert set_distances.rank_correlation(rows[1:]) is None
+
+
+def test_the_regimes_table_gives_each_cell_what_the_images_add_over_random_in_the_same_regime():
+    readme_table = _load("readme_table")
+
+    def row(method, protocol, acc, augment=True):
+        return dict(method=method, ipc=10, protocol=protocol, augment=augment, acc_mean=acc, acc_std=0.0)
+
+    rows = [
+        row("random", "hard", 0.70, augment=False),
+        row("wmdd", "hard", 0.72, augment=False),
+        row("random", "fixed", 0.60),
+        row("wmdd", "fixed", 0.55),
+        row("wmdd", "soft", 0.85),  # no random row under soft: no difference shown
+        row("wmdd", "hard", 0.99, augment=True),  # hard + aug, no random: plain accuracy
+    ]
+    lines = readme_table.regimes({"results": rows}).splitlines()
+    assert lines[2] == "| wmdd (defaults) | 85.00 | 99.00 | 72.00 (+2.00) | 55.00 (-5.00) |"
+    assert lines[3] == "| random | — | — | 70.00 | 60.00 |"
+    assert len(lines) == 4
+
+
+def test_the_results_table_shows_what_the_images_add_at_the_same_protocol_and_augmentation():
+    quality = _load("quality")
+    base = dict(ipc=10, protocol="hard", weighted=False, student="s")
+    rows = [
+        {**base, "method": "random", "augment": True, "acc_mean": 0.70},
+        {**base, "method": "random", "augment": False, "acc_mean": 0.60},
+        {**base, "method": "wmdd", "augment": False, "acc_mean": 0.65},
+        {**base, "method": "herding", "augment": True, "acc_mean": 0.71, "ipc": 1},
+    ]
+    assert abs(quality.images_add(rows[2], rows) - 0.05) < 1e-12
+    assert quality.images_add(rows[0], rows) is None  # random itself
+    assert quality.images_add(rows[3], rows) is None  # no random row at IPC 1

@@ -384,3 +384,14 @@ def test_the_results_table_shows_what_the_images_add_at_the_same_protocol_and_au
     assert abs(quality.images_add(rows[2], rows) - 0.05) < 1e-12
     assert quality.images_add(rows[0], rows) is None  # random itself
     assert quality.images_add(rows[3], rows) is None  # no random row at IPC 1
+
+
+def test_the_readmes_regimes_table_is_the_one_the_results_give():
+    import json
+    import re
+
+    readme_table = _load("readme_table")
+    text = (ROOT / "README.md").read_text()
+    shown = re.search(r"--regimes -->\n(.*?)\n<!-- end of the regimes table -->", text, flags=re.S).group(1)
+    results = json.loads((ROOT / "benchmarks" / "results" / "fashion_mnist.json").read_text())
+    assert shown == readme_table.regimes(results), "run: python benchmarks/readme_table.py --regimes"

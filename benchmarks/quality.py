@@ -56,6 +56,11 @@ from common import (  # noqa: E402
 )
 
 RESULTS = ROOT / "benchmarks" / "results"
+#: --student: name -> (timm architecture, its arguments); the ConvNet is the teacher's family, the ViT another one.
+STUDENTS = {
+    "convnet": ("wmdd_convnet", {"width": 64}),
+    "vit_d96x6": ("vit_tiny_patch16_224", {"patch_size": 4, "embed_dim": 96, "depth": 6, "num_heads": 3}),
+}
 OLD_STEPS = {1: 1000, 10: 300, 50: 600}  # the previous protocol's budgets (min(1000, max(150, 30000 // N)) epochs)
 SYNTHESIS = {  # method -> (feature_loss, bn_loss)
     "wmdd": ("wasserstein", "per_class"),
@@ -160,6 +165,12 @@ def parse() -> argparse.Namespace:
     )
     p.add_argument(
         "--student_steps", type=int, default=None, help="Plumbing checks only: overrides the validated budget."
+    )
+    p.add_argument(
+        "--student",
+        default="convnet",
+        choices=list(STUDENTS),
+        help="Student architecture (built from scratch; rows are kept apart by student).",
     )
     p.add_argument("--device_note", default="CPU, 2 cores (the project's CI machine kind), students on 1 thread")
     args = p.parse_args()
@@ -538,11 +549,14 @@ def main() -> None:
                     weighted_kd=not args.unweighted,
                     eval_every=max(1, steps_table[ipc] // 4),  # the validation curve of a table row: 4 points
                     progress=False,
+                    student=STUDENTS[args.student][0],
+                    student_kwargs=STUDENTS[args.student][1],
                 )
                 tag = (
                     f"{args.row_name or method}-ipc{ipc}-{protocol}"
                     + ("-noaug" if args.no_augment else "")
                     + ("-unweighted" if args.unweighted else "")
+                    + ("" if args.student == "convnet" else f"-{args.student}")
                 )
                 plot = curves_dir(args) / f"{tag}.png"
                 plot.parent.mkdir(parents=True, exist_ok=True)

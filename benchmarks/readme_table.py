@@ -56,10 +56,13 @@ def _score(value: float | None) -> str:
 
 
 def find(rows: list[dict], method: str, ipc: int, protocol: str, augment: bool = True) -> dict | None:
-    """The row of ``method`` at ``ipc`` under ``protocol``; soft rows of wmdd-made sets use weighted KD."""
+    """The ConvNet student's row of ``method`` at ``ipc`` under ``protocol``; soft rows of wmdd-made sets use
+    weighted KD."""
     for r in rows:
         if (r["method"], r["ipc"], r["protocol"], r.get("augment", True)) != (method, ipc, protocol, augment):
             continue
+        if not r.get("student", "wmdd_convnet").startswith("wmdd_convnet"):
+            continue  # other students: benchmarks/results/fashion_mnist.md
         if protocol == "soft" and not r.get("weighted_kd", True):
             continue  # the unweighted-KD ablation is a sentence under the table
         return r

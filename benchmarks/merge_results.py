@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from plain_user import plain_key  # noqa: E402
 from quality import RESULTS, merge_results, row_key  # noqa: E402
 from sweep import render as render_sweep  # noqa: E402
 
@@ -37,8 +38,8 @@ def merge_quality(target: Path, part: dict) -> None:
         payload["full_data"] = {**(data.get("full_data") or {}), **full}
     plain = [r for r in part.get("plain_user", []) if "device" in r]
     if plain:
-        new = {(r["method"], r["ipc"], r["labels"]) for r in plain}
-        kept = [r for r in data.get("plain_user", []) if (r["method"], r["ipc"], r["labels"]) not in new]
+        new = {plain_key(r) for r in plain}
+        kept = [r for r in data.get("plain_user", []) if plain_key(r) not in new]
         payload["plain_user"] = kept + plain
     if not (rows or payload):
         return

@@ -6,7 +6,8 @@
 The person loads the distilled folder with ``datasets.load_dataset(folder)``, trains a small ``transformers``
 image classifier (a ResNet from a tiny config: a family other than the teacher's ConvNet) with
 ``transformers.Trainer``, the usual crop + flip transforms of the image-classification tutorial and cross-entropy on
-the hard labels; then once more with a KL loss on the stored ``soft_label`` column. The same two runs on a random real
+the hard labels; then once more with a KL loss on the stored ``soft_label`` column. ``--augment yes no`` adds the
+same runs without augmentation (the images as stored). The same two runs on a random real
 subset of the same size, drawn with ``datasets`` alone from the same training part (the benchmark's 5,000-image
 validation split held out, seed 0, stratified), in the same script. Test accuracy on the real test split, read once
 per model at the end. Results merge into ``benchmarks/results/fashion_mnist.json`` under ``plain_user``.
@@ -46,6 +47,13 @@ def parse() -> argparse.Namespace:
     p.add_argument("--ipc", type=int, default=10)
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument(
+        "--augment",
+        nargs="+",
+        choices=["yes", "no"],
+        default=["yes"],
+        help="Crop + flip (yes), the images as stored (no).",
+    )
     p.add_argument("--validation_size", type=int, default=5000)
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "fashion_mnist.json"))
     p.add_argument("--output_dir", default=str(ROOT / "outputs" / "plain_user"))
@@ -75,11 +83,21 @@ class SoftLabelTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def train_and_test(train, test, num_labels: int, soft: bool, seed: int, epochs: int, output_dir: str) -> float:
-    augment = transforms.Compose(
-        [transforms.RandomResizedCrop(28, scale=(0.5, 1.0)), transforms.RandomHorizontalFlip(), transforms.ToTensor()]
-    )
+def train_and_test(
+    train, test, num_labels: int, soft: bool, seed: int, epochs: int, output_dir: str, augmented: bool = True
+) -> float:
     plain = transforms.ToTensor()
+    augment = (
+        transforms.Compose(
+            [
+                transforms.RandomResizedCrop(28, scale=(0.5, 1.0)),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+            ]
+        )
+        if augmented
+        else plain
+    )
 
     def train_transform(batch):
         out = {"pixel_values": [augment(im.convert("L")) for im in batch["image"]], "labels": batch["label"]}
@@ -124,6 +142,11 @@ def train_and_test(train, test, num_labels: int, soft: bool, seed: int, epochs: 
     return float((prediction.predictions.argmax(1) == np.asarray(test["label"])).mean())
 
 
+def plain_key(row: dict) -> tuple:
+    """What identifies a plain-user row (rows from before ``augment`` existed were trained with crop + flip)."""
+    return row["method"], row["ipc"], row["labels"], row.get("augment", True)
+
+
 def main() -> None:
     args = parse()
     source = load_from_disk(args.source)
@@ -135,39 +158,42 @@ def main() -> None:
         random_set = random_subset(source["train"], args.ipc, args.validation_size)
     num_labels = source["train"].features["label"].num_classes
     rows = []
-    for method, dataset in ((args.name, distilled), ("random", random_set)):
-        for labels in ("hard", "soft"):
-            if labels == "soft" and "soft_label" not in dataset.column_names:
-                # a random subset has no soft labels of its own: the person would not have any either
-                continue
-            start = time.time()
-            accs = [
-                train_and_test(dataset, test, num_labels, labels == "soft", s, args.epochs, args.output_dir)
-                for s in args.seeds
-            ]
-            row = {
-                "method": method,
-                "ipc": args.ipc,
-                "labels": labels,
-                "acc": float(np.mean(accs)),
-                "acc_std": float(np.std(accs)),
-                "accs": accs,
-                "seeds": args.seeds,
-                "epochs": args.epochs,
-                "student": "transformers ResNet (basic, 32-64-128, depths 1-1-1)",
-                "seconds": round(time.time() - start, 1),
-                "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-                "set": str(args.distilled if method == args.name else args.random),
-            }
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+    runs = [
+        (method, dataset, labels, augment)
+        for augment in args.augment
+        for method, dataset in ((args.name, distilled), ("random", random_set))
+        for labels in ("hard", "soft")
+        # a random subset has no soft labels of its own: the person would not have any either
+        if labels == "hard" or "soft_label" in dataset.column_names
+    ]
+    for method, dataset, labels, augment in runs:
+        start = time.time()
+        accs = [
+            train_and_test(
+                dataset, test, num_labels, labels == "soft", s, args.epochs, args.output_dir, augment == "yes"
+            )
+            for s in args.seeds
+        ]
+        row = {
+            "method": method,
+            "ipc": args.ipc,
+            "labels": labels,
+            "augment": augment == "yes",
+            "acc": float(np.mean(accs)),
+            "acc_std": float(np.std(accs)),
+            "accs": accs,
+            "seeds": args.seeds,
+            "epochs": args.epochs,
+            "student": "transformers ResNet (basic, 32-64-128, depths 1-1-1)",
+            "seconds": round(time.time() - start, 1),
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "set": str(args.distilled if method == args.name else args.random),
+        }
+        print(json.dumps(row), flush=True)
+        rows.append(row)
     path = Path(args.results)
     data = json.loads(path.read_text()) if path.exists() else {"results": []}
-    keep = [
-        r
-        for r in data.get("plain_user", [])
-        if (r["method"], r["ipc"], r["labels"]) not in {(x["method"], x["ipc"], x["labels"]) for x in rows}
-    ]
+    keep = [r for r in data.get("plain_user", []) if plain_key(r) not in {plain_key(x) for x in rows}]
     data["plain_user"] = keep + rows
     cmd = "python benchmarks/plain_user.py " + " ".join(sys.argv[1:])
     data.setdefault("commands", [])

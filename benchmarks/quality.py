@@ -435,10 +435,11 @@ def render_markdown(data: dict) -> str:
         lines += [f"- {m}, IPC {ipc}: `{opts}`" for m, ipc, opts in synthesized] + [""]
     if data.get("plain_user"):
         lines += ["## Plain user (datasets + transformers.Trainer, no wmdd_hf import)", ""]
-        lines += ["| method | IPC | labels | test top-1 % | seeds |", "|---|---|---|---|---|"]
+        lines += ["| method | IPC | labels | crop + flip | test top-1 % | seeds |", "|---|---|---|---|---|---|"]
         for r in data["plain_user"]:
             lines.append(
-                f"| {r['method']} | {r['ipc']} | {r['labels']} | {pct(r['acc'])} ± {pct(r.get('acc_std'))} | {r.get('seeds')} |"
+                f"| {r['method']} | {r['ipc']} | {r['labels']} | {'yes' if r.get('augment', True) else 'no'} | "
+                f"{pct(r['acc'])} ± {pct(r.get('acc_std'))} | {r.get('seeds')} |"
             )
         lines.append("")
     if data.get("budget"):

@@ -46,7 +46,13 @@ def test_plain_user_trains_a_transformers_model_with_trainer(tmp_path):
     train, test = _tiny(8, 0, soft=True), _tiny(20, 1, soft=False)
     hard = plain_user.train_and_test(train, test, 2, soft=False, seed=0, epochs=60, output_dir=str(tmp_path))
     soft = plain_user.train_and_test(train, test, 2, soft=True, seed=0, epochs=60, output_dir=str(tmp_path))
-    assert hard >= 0.9 and soft >= 0.9, (hard, soft)  # dark vs bright: trivially separable
+    plain = plain_user.train_and_test(
+        train, test, 2, soft=False, seed=0, epochs=60, output_dir=str(tmp_path), augmented=False
+    )
+    assert hard >= 0.9 and soft >= 0.9 and plain >= 0.9, (hard, soft, plain)  # dark vs bright: trivially separable
+    old = {"method": "wmdd", "ipc": 10, "labels": "hard"}  # a row from before augment existed: crop + flip
+    assert plain_user.plain_key(old) == plain_user.plain_key({**old, "augment": True})
+    assert plain_user.plain_key(old) != plain_user.plain_key({**old, "augment": False})
 
 
 def _row(method, ipc, acc, steps, **kw):

@@ -70,8 +70,8 @@ class DistillationArguments:
     bn_weight: float = field(
         default=10.0,
         metadata={
-            "help": "lambda: weight of the per-class norm-statistics term (a ratio with loss_scale='mean'; 10 chosen "
-            "on validation at IPC 10, benchmarks/results/sweep.md; 100 at IPC 1)."
+            "help": "lambda: weight of the per-class norm-statistics term (a ratio with loss_scale='mean'; chosen on "
+            "the validation split, benchmarks/results/sweep.md)."
         },
     )
     feature_loss: str = field(
@@ -94,7 +94,7 @@ class DistillationArguments:
         metadata={
             "help": "Cap on the teacher features kept per class (a seeded random subset, the same whatever the "
             "number of processes): memory stays at classes x cap x feature width x 4 bytes. None keeps every one. "
-            "4096 costs +0.12 percent in barycenter W2 on Fashion-MNIST's 5,500 per class (benchmarks/results/cap_cost.md)."
+            "What the cap costs in barycenter W2: benchmarks/results/cap_cost.md."
         },
     )
     init: str = field(

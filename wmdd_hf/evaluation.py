@@ -39,9 +39,9 @@ from .backbones import Backbone, load_backbone
 from .data import ImageSpec, decode_all, detect_columns
 from .soft_labels import ViewLabels
 
-#: Student steps per images-per-class, chosen on the validation split (benchmarks/results/fashion_mnist.json,
-#: ``protocol.steps``): the smallest budget after which neither random nor wmdd students gain 0.3 points over the
-#: last quarter. IPC 1: the longest budget tried (8x the old one; wmdd still gained 0.32 points, random 0.04).
+#: Student steps per images-per-class, chosen on the validation split: the smallest budget after which neither random
+#: nor wmdd students gain 0.3 points over the last quarter (the curves and the reasons per IPC:
+#: benchmarks/results/fashion_mnist.md, "Step budgets").
 DEFAULT_STEPS = {1: 8000, 10: 1200, 50: 4800}
 
 
@@ -159,9 +159,8 @@ def _layout_of(model: torch.nn.Module) -> torch.memory_format:
 def _fast_layout(model: torch.nn.Module, channels_last: bool | None) -> torch.memory_format:
     """The memory format a student trains fastest in; ``channels_last`` True/False forces it.
 
-    None: NHWC unless the model has a GroupNorm (instance norm), which has no NHWC kernel. Measured on this CPU,
-    one thread, 100 images of 28 px: the batch-norm ConvNet's soft step 0.41 -> 0.30 s in NHWC; the instance-norm
-    ConvNet's hard step 0.28 -> 0.47 s (slower).
+    None: NHWC unless the model has a GroupNorm (instance norm), which has no fast NHWC kernel on the CPU (the
+    timings behind this: README.md, "How quality is measured").
     """
     if channels_last is None:
         channels_last = not any(isinstance(m, torch.nn.GroupNorm) for m in model.modules())

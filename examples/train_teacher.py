@@ -2,6 +2,8 @@
 
 python examples/train_teacher.py                       # Fashion-MNIST ConvNet teacher
 accelerate launch examples/train_teacher.py --model resnet18 --epochs 5
+accelerate launch examples/train_teacher.py --model resnet18_small --dataset fashion_mnist_rgb32 \
+    --output_dir checkpoints/fashion-mnist-rgb32-resnet18      # the second teacher family (3x3 stem, 32 px RGB)
 python examples/train_teacher.py --config teacher.yaml
 """
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
 from PIL import Image as PILImage
 
@@ -34,10 +35,13 @@ def _colour_folder(tmp_path, per_class: int = 12, size: int = 32):
     return folder, np.stack(pixels).astype(np.float64) / 255
 
 
-def test_teacher_takes_size_channels_and_normalisation_from_the_data(tmp_path):
+@pytest.mark.parametrize("model", ["wmdd_convnet", "resnet18_small"])
+def test_teacher_takes_size_channels_and_normalisation_from_the_data(model, tmp_path):
     folder, pixels = _colour_folder(tmp_path)
     out = tmp_path / "teacher"
-    args = TeacherTrainingArguments(output_dir=str(out), dataset=str(folder), epochs=1, width=8, eval_every=1)
+    args = TeacherTrainingArguments(
+        output_dir=str(out), model=model, dataset=str(folder), epochs=1, width=8, eval_every=1
+    )
     assert args.batch_size > len(pixels)  # smaller than one batch
     result = train_teacher(args)
     assert 0 <= result["test_acc"] <= 1
@@ -48,3 +52,18 @@ def test_teacher_takes_size_channels_and_normalisation_from_the_data(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["pretrained_cfg"]["tag"] == "colours"
     assert args.img_size is None, "the caller's arguments were changed"
+
+
+def test_the_small_image_resnet_keeps_every_position_into_its_first_stage():
+    import timm
+    import torch
+
+    import wmdd_hf  # noqa: F401 - registers resnet18_small
+
+    net = timm.create_model("resnet18_small", num_classes=10, in_chans=3, img_size=32).eval()
+    seen = {}
+    net.layer1.register_forward_hook(lambda _m, _i, out: seen.update(layer1=out.shape))
+    assert net(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert seen["layer1"] == (2, 64, 32, 32)  # the ImageNet stem (stride 2 + max-pool) gives 8 x 8
+    assert isinstance(net.maxpool, torch.nn.Identity) and net.conv1.stride == (1, 1)
+    assert net.pretrained_cfg["input_size"] == (3, 32, 32)

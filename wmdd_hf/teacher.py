@@ -28,8 +28,16 @@ class TeacherTrainingArguments:
     """Arguments of ``examples/train_teacher.py`` (also readable from a YAML/JSON file with ``--config``)."""
 
     output_dir: str = field(default="outputs/teacher-fashion-mnist", metadata={"help": "Where the teacher is saved."})
-    model: str = field(default="wmdd_convnet", metadata={"help": "timm name, transformers id or folder."})
-    dataset: str = field(default="fashion_mnist", metadata={"help": "'fashion_mnist', a Hub id or a local folder."})
+    model: str = field(
+        default="wmdd_convnet",
+        metadata={"help": "timm name (e.g. resnet18_small: ResNet-18 with a 3x3 stem), transformers id or folder."},
+    )
+    dataset: str = field(
+        default="fashion_mnist",
+        metadata={
+            "help": "'fashion_mnist', 'fashion_mnist_rgb32' (its RGB copy at 32 px), a Hub id or a local folder."
+        },
+    )
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
     eval_split: str = field(default="test", metadata={"help": "Split to report accuracy on."})
     image_column: str | None = field(default=None, metadata={"help": "Image column (auto-detected)."})

@@ -2,6 +2,8 @@
 
     python benchmarks/readme_table.py            # paste the output under "## Results (Fashion-MNIST)"
     python benchmarks/readme_table.py --regimes  # the label regimes table (acc and what the images add)
+    python benchmarks/readme_table.py --headline --figure benchmarks/results/headline.png   # the README's table
+    python benchmarks/readme_table.py --write    # rewrites both tables in README.md and docs/results.md, and the figure
 
 One line per method and IPC: the soft row (augmentation, the method's own KD weighting), its IOR, the hard-label row
 with HLR and LRS, the no-augmentation row with ARS, and the same method's soft accuracy under the old yardstick
@@ -121,6 +123,9 @@ REGIMES = [
 ]
 
 
+#: Short names of the regimes, for the figure's axis.
+SHORT = {title: short for (title, _, _), short in zip(REGIMES, ("soft", "hard + aug", "hard, no aug", "fixed + aug"))}
+
 #: The sets of the regimes table: the method (defaults and the config recipe), random, the real coresets.
 REGIME_SETS = ("wmdd", "wmdd_init_real", "random", "barycenter_nearest_real", "herding")
 
@@ -149,12 +154,108 @@ def regimes(results: dict, ipc: int = 10) -> str:
     return "\n".join(lines)
 
 
+#: The sets of the README's headline table: the method's defaults, random, and the best real coreset here.
+HEADLINE_SETS = (("wmdd", "wmdd"), ("random", "random"), ("herding", "herding"))
+
+
+def headline_rows(results: dict) -> list[tuple[str, int, list[dict | None]]]:
+    """``(regime title, IPC, [row of each HEADLINE_SETS method])`` for every regime and IPC where wmdd and random
+    were both measured, regime by regime."""
+    rows = results["results"]
+    out = []
+    for title, protocol, augment in REGIMES:
+        for ipc in sorted({r["ipc"] for r in rows}):
+            found = [find(rows, method, ipc, protocol, augment) for method, _ in HEADLINE_SETS]
+            if found[0] is not None and found[1] is not None:
+                out.append((title, ipc, found))
+    return out
+
+
+def headline(results: dict) -> str:
+    """The README's table: one line per regime and IPC, top-1 % mean ± std of each set and what wmdd's images add
+    (wmdd minus random, points)."""
+    lines = [
+        "| protocol | IPC | " + " | ".join(label for _, label in HEADLINE_SETS) + " | images add |",
+        "|---|---|" + "---|" * (len(HEADLINE_SETS) + 1),
+    ]
+    for title, ipc, found in headline_rows(results):
+        gain = 100 * (found[0]["acc_mean"] - found[1]["acc_mean"])
+        lines.append(f"| {title} | {ipc} | " + " | ".join(_acc(r) for r in found) + f" | {gain:+.1f} |")
+    return "\n".join(lines)
+
+
+def headline_figure(results: dict, path: Path) -> None:
+    """What the images add over random (points, mean over seeds; error bars: the two stds added in quadrature), for
+    wmdd and herding, one group of bars per regime and IPC."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = headline_rows(results)
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    width = 0.38
+    for j, (index, label, colour) in enumerate(((0, "wmdd", "tab:blue"), (2, "herding (real images)", "tab:grey"))):
+        gains, errors, xs = [], [], []
+        for i, (_, _, found) in enumerate(entries):
+            if found[index] is None:
+                continue
+            gains.append(100 * (found[index]["acc_mean"] - found[1]["acc_mean"]))
+            errors.append(100 * (found[index]["acc_std"] ** 2 + found[1]["acc_std"] ** 2) ** 0.5)
+            xs.append(i + (j - 0.5) * width)
+        ax.bar(xs, gains, width, yerr=errors, label=label, color=colour, capsize=2)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(entries)))
+    ax.set_xticklabels([f"{SHORT[title]}\nIPC {ipc}" for title, ipc, _ in entries], fontsize=8)
+    ax.set_ylabel("top-1 points over random")
+    ax.set_title("What the images add over a random real subset (Fashion-MNIST, ConvNet-3, 3 seeds)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+ROOT = RESULTS.parents[1]
+#: (file, marker name, table function): the generated blocks between ``<!-- NAME table: ... -->`` and
+#: ``<!-- end of the NAME table -->``.
+BLOCKS = (("README.md", "headline", lambda results: headline(results)), ("docs/results.md", "regimes", regimes))
+
+
+def replace_block(text: str, name: str, table_text: str) -> str:
+    """``text`` with the block between the ``name`` markers replaced by ``table_text``."""
+    import re
+
+    pattern = rf"(<!-- {name} table: [^\n]*-->\n)(.*?)(<!-- end of the {name} table -->)"
+    if not re.search(pattern, text, flags=re.S):
+        raise ValueError(f"no '{name} table' markers found")
+    return re.sub(pattern, lambda m: m.group(1) + table_text + "\n" + m.group(3), text, count=1, flags=re.S)
+
+
+def write_all(results: dict) -> None:
+    for file, name, make in BLOCKS:
+        path = ROOT / file
+        path.write_text(replace_block(path.read_text(), name, make(results)))
+    headline_figure(results, RESULTS / "headline.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=RESULTS / "fashion_mnist.json")
     parser.add_argument("--old", type=Path, default=RESULTS / "fashion_mnist_v1.json")
     parser.add_argument("--regimes", action="store_true", help="Print the label regimes table at IPC 10 instead.")
+    parser.add_argument("--headline", action="store_true", help="Print the README's headline table instead.")
+    parser.add_argument("--figure", type=Path, help="With --headline: also draw its figure to this PNG.")
+    parser.add_argument("--write", action="store_true", help="Rewrite the generated tables and the figure in place.")
     args = parser.parse_args()
+    if args.write:
+        write_all(json.loads(args.results.read_text()))
+        return
+    if args.headline:
+        results = json.loads(args.results.read_text())
+        print(headline(results))
+        if args.figure:
+            headline_figure(results, args.figure)
+        return
     if args.regimes:
         print(regimes(json.loads(args.results.read_text())))
         return

@@ -34,7 +34,7 @@ def child(k: int, n: int, cap: int | None, out: str) -> None:
     from datasets import ClassLabel, Dataset, Features, Image
 
     sys.path.insert(0, str(ROOT))
-    from wmdd_hf import DistillationArguments, Distiller, load_backbone, pipeline
+    from wmdd_hf import DistillationArguments, Distiller, load_backbone
     from wmdd_hf.checkpoint import read_events
     from wmdd_hf.synthesis import NormTargets, synthesize_batch
 
@@ -65,19 +65,18 @@ def child(k: int, n: int, cap: int | None, out: str) -> None:
         rss_before = _current_rss_mb()
         _reset_peak_rss()  # the peak of the pass itself, not of building the generated dataset before it
         t = time.time()
-        stats = d._statistics()
+        stats = d.compute_statistics()
         times["statistics_s"] = round(time.time() - t, 2)
         rss_after_stats = _peak_rss_mb()
         t = time.time()
-        bary = d._barycenters(stats)
+        bary = d.compute_barycenters(stats)
         times["barycenters_s"] = round(time.time() - t, 2)
         t = time.time()
-        first = d.run.class_batches()[0]  # one class batch, as a process would synthesise it
+        first = d.class_batches()[0]  # one class batch, as a process would synthesise it
         generator = torch.Generator().manual_seed(0)
-        init = pipeline.initial_images(d.run, first, stats, bary, generator)
+        init = d.initial_images(first, stats, bary, generator)
         labels = torch.tensor([c for c in first for _ in range(args.images_per_class)])
-        points = torch.cat([torch.from_numpy(np.asarray(bary[c]["positions"])) for c in first])
-        weights = torch.cat([torch.from_numpy(np.asarray(bary[c]["weights"], dtype=np.float32)) for c in first])
+        points, weights = bary.points(first), bary.point_weights(first)
         targets = NormTargets.from_moments(stats.norms, "per_class")
         synthesize_batch(d.teacher, init, labels, points, weights, targets, args.synthesis_config(), generator)
         times["synthesis_batch_s"] = round(time.time() - t, 2)

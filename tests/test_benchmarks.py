@@ -5,6 +5,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 from datasets import ClassLabel, Dataset, Features, Image, Sequence, Value
 from PIL import Image as PILImage
 
@@ -392,12 +393,42 @@ def test_the_results_table_shows_what_the_images_add_at_the_same_protocol_and_au
     assert quality.images_add(rows[3], rows) is None  # no random row at IPC 1
 
 
-def test_the_readmes_regimes_table_is_the_one_the_results_give():
+@pytest.mark.parametrize("file, name", [("README.md", "headline"), ("docs/results.md", "regimes")])
+def test_the_generated_tables_are_the_ones_the_results_give(file, name):
     import json
     import re
 
     readme_table = _load("readme_table")
-    text = (ROOT / "README.md").read_text()
-    shown = re.search(r"--regimes -->\n(.*?)\n<!-- end of the regimes table -->", text, flags=re.S).group(1)
+    text = (ROOT / file).read_text()
+    shown = re.search(rf"<!-- {name} table: [^\n]*-->\n(.*?)\n<!-- end of the {name} table -->", text, flags=re.S)
+    assert shown, f"{file} lost its '{name} table' markers"
     results = json.loads((ROOT / "benchmarks" / "results" / "fashion_mnist.json").read_text())
-    assert shown == readme_table.regimes(results), "run: python benchmarks/readme_table.py --regimes"
+    make = {"headline": readme_table.headline, "regimes": readme_table.regimes}[name]
+    assert shown.group(1) == make(results), "run: python benchmarks/readme_table.py --write"
+
+
+def test_the_headline_table_shows_each_regime_where_wmdd_and_random_were_both_measured():
+    readme_table = _load("readme_table")
+
+    def row(method, protocol, acc, ipc=10, augment=True, std=0.0):
+        return dict(method=method, ipc=ipc, protocol=protocol, augment=augment, acc_mean=acc, acc_std=std)
+
+    rows = [
+        row("wmdd", "fixed", 0.75, std=0.01),
+        row("random", "fixed", 0.70),
+        row("herding", "fixed", 0.72),
+        row("wmdd", "hard", 0.60, ipc=1, augment=False),
+        row("random", "hard", 0.62, ipc=1, augment=False),
+        row("wmdd", "soft", 0.85),  # no random row: not shown
+    ]
+    lines = readme_table.headline({"results": rows}).splitlines()
+    assert lines[2] == "| hard labels, no augmentation | 1 | 60.00 ± 0.00 | 62.00 ± 0.00 | — | -2.0 |"
+    assert (
+        lines[3]
+        == "| fixed soft label per image + crop/flip | 10 | 75.00 ± 1.00 | 70.00 ± 0.00 | 72.00 ± 0.00 | +5.0 |"
+    )
+    assert len(lines) == 4
+    text = "x\n<!-- headline table: cmd -->\nold\n<!-- end of the headline table -->\ny"
+    assert readme_table.replace_block(text, "headline", "new") == text.replace("old", "new")
+    with pytest.raises(ValueError, match="no 'regimes table' markers"):
+        readme_table.replace_block(text, "regimes", "new")

@@ -60,8 +60,8 @@ def test_end_to_end_on_fashion_mnist(tmp_path, tiny_teacher, small_train, small_
     assert m["colour_spread"] == 0.0  # grey images
     # distances to the barycenter points, the real side recomputed here with numpy for one class
     assert len(m["point_distances"]) == 10 and 0 <= m["classes_closer_than_median_real"] <= 10
-    stats = distiller._statistics()
-    points = np.asarray(distiller._barycenters(stats)[3]["positions"], dtype=np.float64)
+    stats = distiller.compute_statistics()
+    points = np.asarray(distiller.compute_barycenters(stats).positions[3], dtype=np.float64)
     real = stats.features[3].double().numpy()
     nearest = np.sqrt(((real[:, None, :] - points[None]) ** 2).sum(-1)).min(1)
     assert m["point_distances"]["3"]["real_median_to_nearest_point"] == pytest.approx(np.median(nearest), rel=1e-4)
@@ -179,14 +179,14 @@ def test_non_finite_loss_keeps_finished_batches(tmp_path, tiny_teacher, small_tr
 
     args = _args(tmp_path, iterations=3, learning_rate=1.0, soft_label_epochs=0)
     d = Distiller(tiny_teacher, args, small_train)
-    original = d._barycenters
+    original = d.compute_barycenters
 
     def poisoned(stats):
         bary = original(stats)
-        bary[7]["positions"][0, 0] = float("nan")  # class 7 lives in the second batch
+        bary.positions[7][0, 0] = float("nan")  # class 7 lives in the second batch
         return bary
 
-    d._barycenters = poisoned
+    d.compute_barycenters = poisoned
     with pytest.raises(NonFiniteLossError, match="iteration 0"):
         d.distill()
     assert (tmp_path / "run" / "synthetic" / "batch_00000.pt").exists()
@@ -199,7 +199,7 @@ def test_streaming_dataset_is_distilled_without_random_access(tmp_path, tiny_tea
     d = Distiller(tiny_teacher, _args(tmp_path, iterations=5, soft_label_epochs=0), stream)
     distilled = d.distill()
     assert len(distilled) == 20
-    stats = d._statistics()
+    stats = d.compute_statistics()
     assert stats.counts.tolist() == np.bincount(subset["label"], minlength=10).astype(float).tolist()
     with pytest.raises(DatasetValidationError, match="init='real' needs a map-style Dataset"):
         Distiller(tiny_teacher, _args(tmp_path / "x", init="real"), stream)
@@ -233,13 +233,13 @@ def test_init_from_real_images_picks_the_nearest_real_image_of_each_point(tmp_pa
         tiny_teacher, _args(tmp_path, iterations=1, init="real", soft_label_epochs=0, learning_rate=1e-6), small_train
     )
     d.distill()
-    stats, bary = d._statistics(), d._barycenters(d._statistics())
+    stats, bary = d.compute_statistics(), d.compute_barycenters(d.compute_statistics())
     ours = np.stack([np.asarray(im, dtype=np.int64) for im in d.distilled["image"]])
     for k in range(10):
         feats = stats.features[k].double().numpy()
         rows = np.asarray(stats.rows[k])
         taken = []
-        for j, point in enumerate(np.asarray(bary[k]["positions"], dtype=np.float64)):
+        for j, point in enumerate(np.asarray(bary.positions[k], dtype=np.float64)):
             dist = ((feats - point) ** 2).sum(1)
             dist[taken] = np.inf
             best = int(dist.argmin())
@@ -279,7 +279,7 @@ def test_augmented_statistics_describe_the_views_synthesis_sees(tmp_path, tiny_t
     args = _args(tmp_path, iterations=1, statistics_view="augmented", crop_scale_min=0.3, save_plots=False, seed=7)
     d = Distiller(tiny_teacher, args, small_train)
     d.distill()
-    stats = d._statistics()
+    stats = d.compute_statistics()
     views = args.synthesis_config().augment
     assert views.scale == (0.3, 1.0)
     for k in (0, 9):
@@ -298,7 +298,7 @@ def test_pooled_features_are_what_the_barycenters_and_synthesis_see(tmp_path, ti
     args = _args(tmp_path, iterations=2, feature_pool="avg", save_plots=False)
     d = Distiller(tiny_teacher, args, small_train)
     d.distill()
-    stats = d._statistics()
+    stats = d.compute_statistics()
     for k in (0, 9):
         rows = stats.rows[k][:20]
         real = torch.stack([torch.from_numpy(np.asarray(small_train[int(r)]["image"], dtype=np.float32)) for r in rows])
@@ -374,3 +374,68 @@ def test_a_class_mapping_that_misses_a_class_is_refused(tmp_path, tiny_teacher, 
     args = DistillationArguments(output_dir=str(tmp_path / "run"), images_per_class=2, class_mapping=partial)
     with pytest.raises(DatasetValidationError, match=r"missing: \['Ankle boot'\]"):
         Distiller(tiny_teacher, args, small_train)
+
+
+def _total_variation(pixels: torch.Tensor) -> torch.Tensor:
+    return pixels.diff(dim=-1).abs().mean() + pixels.diff(dim=-2).abs().mean()
+
+
+def _pixels(dataset) -> np.ndarray:
+    return np.stack([np.asarray(im, dtype=np.float64) for im in dataset["image"]]) / 255
+
+
+def test_a_subclass_adds_a_loss_term_by_overriding_synthesis_loss(tmp_path, tiny_teacher, small_train):
+    """The hook is the objective: returning super()'s value gives the plain set bit for bit, and a total-variation
+    term added there makes smoother images than the plain objective does from the same start."""
+    seen = []
+
+    class Same(Distiller):
+        def synthesis_loss(self, terms):
+            seen.append((tuple(terms.pixels.shape), tuple(terms.features.shape), terms.iteration))
+            return super().synthesis_loss(terms)
+
+    class Smooth(Distiller):
+        def synthesis_loss(self, terms):
+            return super().synthesis_loss(terms) + 1000.0 * _total_variation(terms.pixels)
+
+    options = dict(iterations=30, soft_label_epochs=0, save_plots=False)
+    plain = Distiller(tiny_teacher, _args(tmp_path / "plain", **options), small_train).distill()
+    same = Same(tiny_teacher, _args(tmp_path / "same", **options), small_train).distill()
+    smooth = Smooth(tiny_teacher, _args(tmp_path / "smooth", **options), small_train).distill()
+    np.testing.assert_array_equal(_pixels(plain), _pixels(same))
+    assert seen[0] == ((10, 1, 28, 28), (10, 16 * 7 * 7), 0) and len(seen) == 2 * 30  # 2 batches of 5 classes
+
+    def tv(images: np.ndarray) -> float:
+        return float(np.abs(np.diff(images, axis=-1)).mean() + np.abs(np.diff(images, axis=-2)).mean())
+
+    assert tv(_pixels(smooth)) < 0.7 * tv(_pixels(plain)), (tv(_pixels(smooth)), tv(_pixels(plain)))
+
+
+def test_the_stages_run_one_by_one_give_what_distill_gives(tmp_path, tiny_teacher, small_train):
+    options = dict(iterations=5, soft_label_epochs=1, save_plots=False)
+    whole = Distiller(tiny_teacher, _args(tmp_path / "a", **options), small_train).distill()
+    d = Distiller(tiny_teacher, _args(tmp_path / "b", **options), small_train)
+    stats = d.compute_statistics()
+    bary = d.compute_barycenters(stats)
+    assert sorted(bary.positions) == list(range(10)) and bary.positions[0].shape == (2, 16 * 7 * 7)
+    synthetic = d.synthesize(stats, bary)
+    assert synthetic.images.dtype == torch.uint8 and tuple(synthetic.images.shape) == (20, 1, 28, 28)
+    soft = d.label(synthetic)
+    assert tuple(soft.probs.shape) == (20, 10) and soft.views is not None and soft.views.epochs == 1
+    staged = d.save(synthetic, soft, stats, bary)
+    np.testing.assert_array_equal(_pixels(whole), _pixels(staged))
+    assert whole["soft_label"] == staged["soft_label"]
+    assert len(load_dataset(str(tmp_path / "b" / "run" / "distilled"), split="train")) == 20
+
+
+def test_a_subclass_replaces_a_stage(tmp_path, tiny_teacher, small_train):
+    """Overriding initial_images changes where synthesis starts: a mid-grey start with a vanishing learning rate
+    stays mid-grey."""
+
+    class GreyStart(Distiller):
+        def initial_images(self, classes, stats, bary, generator):
+            return torch.full((len(classes) * self.args.images_per_class, 1, 28, 28), 0.5)
+
+    args = _args(tmp_path, iterations=1, learning_rate=1e-6, soft_label_epochs=0, save_plots=False)
+    distilled = GreyStart(tiny_teacher, args, small_train).distill()
+    assert np.abs(_pixels(distilled) - 128 / 255).max() <= 1 / 255

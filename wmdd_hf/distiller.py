@@ -1,18 +1,28 @@
-"""The ``Distiller``: runs the WMDD stages in order, like ``transformers.Trainer`` runs training.
+"""The ``Distiller``: the WMDD pipeline, shaped like ``transformers.Trainer``.
 
     distiller = Distiller(model=teacher, args=DistillationArguments(...), train_dataset=train, eval_dataset=test)
     distilled = distiller.distill()          # datasets.Dataset: image, label, soft_label, barycenter_weight
     distiller.evaluate()                     # students trained on it, tested on eval_dataset
     distiller.push_to_hub()
 
-This class is the face: arguments, state, callbacks and the public methods. The stages themselves (distribution
-with Accelerate, checkpoints, resume) are functions in :mod:`wmdd_hf.pipeline`: statistics, barycenters, synthesis,
-soft labels, save. A rerun with the same ``output_dir`` and arguments skips what is finished; different arguments are
-refused (see the README's "Resuming").
+:meth:`Distiller.distill` runs five public stages in order; each is a method a subclass may override, takes and
+returns typed results (:mod:`wmdd_hf.results`), checkpoints what it made in ``output_dir`` and, when that file
+exists, loads it instead of recomputing (resume):
+
+1. :meth:`~Distiller.compute_statistics`  one teacher pass: per-class features and norm-layer moments
+2. :meth:`~Distiller.compute_barycenters` per class, a W2 barycenter with ``images_per_class`` points
+3. :meth:`~Distiller.synthesize`          pixels optimised per class batch, loss from :meth:`~Distiller.synthesis_loss`
+4. :meth:`~Distiller.label`               the teacher's soft labels (main process)
+5. :meth:`~Distiller.save`                the distilled set in Hub layout, pictures, ``metrics.json`` (main process)
+
+Work is split by class between Accelerate processes (:mod:`wmdd_hf.sharding`), so the set does not depend on their
+number. A rerun with the same ``output_dir`` and arguments skips what is finished; different arguments are refused
+(docs/resuming.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -20,20 +30,33 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from datasets import Dataset, IterableDataset
 
 from . import checkpoint as ckpt
-from . import pipeline
 from .arguments import BEFORE_THE_ARGUMENT, DistillationArguments
 from .backbones import Backbone, load_backbone
-from .data import DatasetValidationError, class_names, teacher_class_order, validate_dataset
-from .pipeline import class_seed, dataset_fingerprint, nearest_real_rows, point_distances
-from .statistics import ClassStatistics
+from .barycenter import wasserstein_barycenter
+from .data import (
+    DatasetValidationError,
+    class_names,
+    decode_all,
+    fits_in_memory,
+    iterate_batches,
+    teacher_class_order,
+    validate_dataset,
+)
+from .feature_store import FOLDER, ClassShards, owned_classes, write_class
+from .results import Barycenters, SoftLabels, SyntheticImages, build_dataset, set_metrics, views_dataset
+from .sharding import class_batches, class_seed, own_share, send_features_to_owners
+from .soft_labels import augmented_soft_labels, soft_labels
+from .statistics import ClassStatistics, collect_class_statistics
+from .synthesis import NormTargets, SynthesisTerms, default_loss, synthesize_batch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Distiller", "DistillerState", "class_seed", "nearest_real_rows", "point_distances"]
+__all__ = ["Distiller", "DistillerState", "class_seed", "nearest_real_rows"]
 
 
 @dataclass
@@ -52,6 +75,15 @@ class DistillerState:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
+def nearest_real_rows(stats: ClassStatistics, bary: Barycenters, k: int, m: int) -> list[int]:
+    """Dataset rows of the real images whose features are nearest to class k's first ``m`` barycenter points
+    (distinct rows)."""
+    from .baselines import nearest_indices
+
+    idx = nearest_indices(stats.features[k].numpy(), np.asarray(bary.positions[k])[:m])
+    return [int(stats.rows[k][i]) for i in idx]
+
+
 class Distiller:
     """Distils ``train_dataset`` through the frozen teacher ``model`` into ``images_per_class`` images per class.
 
@@ -66,6 +98,8 @@ class Distiller:
 
     Everything that can be checked cheaply is checked here, before any work: columns, labels, class sizes, the
     teacher's norm layers, and (with ``push_to_hub``) the repo id and the token.
+
+    To change the objective, override :meth:`synthesis_loss`; to change a stage, override its method.
     """
 
     def __init__(
@@ -100,185 +134,357 @@ class Distiller:
         self.class_names = list(train_dataset.features[self.label_column].names)
         self.num_classes = len(self.class_names)
         self.distilled: Dataset | None = None
-        self.run = pipeline.Run(
-            self.accelerator,
-            self.args,
-            self.teacher,
-            train_dataset,
-            self.image_column,
-            self.label_column,
-            self.class_names,
-            log=self.log,
-        )
+        self._decoded: tuple[torch.Tensor, ...] | None = None  # this process's rows, read once by the statistics
         if self.args.push_to_hub:  # fail now, not after the whole distillation
             from .hub import check_hub_token, check_repo_id
 
             check_repo_id(self.args.hub_dataset_id)
             check_hub_token(self.args.hub_token)
 
-    def _validate(self) -> tuple[str, str]:
-        a = self.args
-        if a.init in ("real", "patches") and not isinstance(self.train_dataset, Dataset):
-            raise DatasetValidationError(
-                f"init={a.init!r} needs a map-style Dataset (rows are read by index); use init='noise'."
-            )
-        columns = validate_dataset(
-            self.train_dataset,
-            a.image_column,
-            a.label_column,
-            num_classes=self.teacher.num_classes,
-            min_per_class=a.images_per_class,  # a barycenter point per image needs as many real images
-            channels=self.teacher.spec.channels,
-        )
-        order = teacher_class_order(
-            class_names(self.train_dataset, columns[1]), self.teacher.class_names, a.class_mapping
-        )
-        if order is not None:  # on a copy: the caller's model keeps its head
-            self.teacher = copy.deepcopy(self.teacher).reorder_classes(order)
-        if a.bn_loss != "none" and not self.teacher.norm_layers():
-            raise ValueError(
-                f"bn_loss={a.bn_loss!r} needs normalisation layers, but the teacher ({type(self.teacher.model).__name__}) "
-                "has no BatchNorm, LayerNorm or GroupNorm: use bn_loss='none'."
-            )
-        return columns
-
-    def _run_config(self) -> dict:
-        return {
-            **self.args.result_arguments(),
-            "teacher_fingerprint": ckpt.fingerprint_module(self.teacher),
-            "dataset_fingerprint": dataset_fingerprint(self.train_dataset),
-            "num_classes": self.num_classes,
-        }
-
     # ---------------------------------------------------------------------------------------------------------------
-    # Callbacks and logging
-    # ---------------------------------------------------------------------------------------------------------------
-    def _callback(self, event: str, **kwargs) -> None:
-        for cb in self.callbacks:
-            handler = getattr(cb, event, None)
-            if handler is not None:
-                result = handler(self.args, self.state, self.control, **kwargs)
-                if result is not None:
-                    self.control = result
-
-    def log(self, logs: dict) -> None:
-        record = {**logs, "stage": self.state.stage, "step": self.state.global_step}
-        self.state.log_history.append(record)
-        numeric = {f"{self.state.stage}/{k}": v for k, v in logs.items() if isinstance(v, (int, float))}
-        if self.args.trackers:
-            self.accelerator.log(numeric, step=self.state.global_step)
-        self._callback("on_log", logs=record)
-
-    # ---------------------------------------------------------------------------------------------------------------
-    # distill
+    # distill: the table of contents
     # ---------------------------------------------------------------------------------------------------------------
     def distill(self) -> Dataset:
         """Runs (or resumes) every stage and returns the distilled set (also written to ``output_dir/distilled``)."""
-        acc, a = self.accelerator, self.args
-        self._prepare_output_dir()
-        if a.trackers:
-            acc.init_trackers(
-                a.run_name or "wmdd",
-                config={k: v for k, v in a.to_dict().items() if isinstance(v, (int, float, str, bool))},
-            )
-        self._callback("on_train_begin")
-        timings: dict[str, float] = {}
-        # what this call found on disk, so that the stage seconds of a resumed run read right
+        self._begin()
         resumed = {
             s: (self.output_dir / f).exists()
             for s, f in (("statistics", "statistics.pt"), ("barycenter", "barycenters.pt"))
         }
-        stats = self._timed("statistics", timings, self._statistics)
-        bary = self._timed("barycenter", timings, self._barycenters, stats)
-        self._timed("synthesis", timings, self._synthesize, stats, bary)
+        with self._stage("statistics"):
+            stats = self.compute_statistics()
+        with self._stage("barycenter"):
+            bary = self.compute_barycenters(stats)
+        with self._stage("synthesis"):
+            synthetic = self.synthesize(stats, bary)
         resumed["synthesis_batches"] = self.state.skipped_batches
-        dataset = None
-        if acc.is_main_process:
-            images, labels, histories = pipeline.collect_synthetic(self.run)
-            soft = self._timed("soft_labels", timings, pipeline.soft_label_stage, self.run, images)
-            self.state.stage = "save"
-            start = time.time()
-            dataset = pipeline.build_dataset(self.run, images, labels, soft, bary)
-            self.metrics = pipeline.final_metrics(self.run, images, labels, soft, stats, bary, histories)
-            pipeline.save_stage(self.run, dataset, soft, images, labels, stats, bary, self.metadata())
-            timings["save_s"] = round(time.time() - start, 2)
-        self.state.stage_seconds = timings
-        self.metrics.update(timings, resumed=resumed)
-        if acc.is_main_process:
-            self.log({k: v for k, v in self.metrics.items() if isinstance(v, (int, float))})
-            ckpt.atomic_write_text(json.dumps(self.metrics, indent=2), self.output_dir / "metrics.json")
-        self.distilled = dataset
-        if a.push_to_hub:
-            self.push_to_hub()
-        acc.wait_for_everyone()
-        self._callback("on_train_end")
-        if a.trackers:
-            acc.end_training()
-        return dataset
+        if self.accelerator.is_main_process:
+            with self._stage("soft_labels"):
+                soft = self.label(synthetic)
+            with self._stage("save"):
+                self.distilled = self.save(synthetic, soft, stats, bary)
+        self._end(resumed)
+        return self.distilled
 
-    def _prepare_output_dir(self) -> None:
-        """Resume check (refuses a different run), the decode pass, then a fresh ``run_config.json``."""
+    # ---------------------------------------------------------------------------------------------------------------
+    # 1. statistics
+    # ---------------------------------------------------------------------------------------------------------------
+    def compute_statistics(self) -> ClassStatistics:
+        """One pass of the teacher over ``train_dataset``, data-parallel over rows: per-class norm-layer moments
+        (merged exactly on every process) and per-class features, each class's sent to the process that owns it,
+        capped at ``max_features_per_class`` and written there (one shard per class, :mod:`wmdd_hf.feature_store`)."""
+        path = self.output_dir / "statistics.pt"
+        if path.exists():
+            self._decoded = None  # resumed: the decoded array is not needed
+            return ClassStatistics.load(path)
         acc, a = self.accelerator, self.args
-        config = self._run_config()
-        defaults = {**DistillationArguments(output_dir=a.output_dir).result_arguments(), **BEFORE_THE_ARGUMENT}
-        resuming = ckpt.check_run_config(self.output_dir, config, a.overwrite_output_dir, defaults)
-        if resuming and config["dataset_fingerprint"] is None:
-            raise ckpt.OutputDirError(
-                f"{self.output_dir} holds a run on a streaming dataset, and a stream has no fingerprint that changes "
-                "with its data: resuming could mix statistics of another stream. Use overwrite_output_dir=True or a "
-                "new output_dir."
+        views = a.synthesis_config().augment if a.statistics_view == "augmented" else None
+        with self._statistics_batches() as (batches, total):
+            stats = collect_class_statistics(
+                self.teacher,
+                batches,
+                self.num_classes,
+                total=total,
+                max_features_per_class=a.max_features_per_class,
+                seed=a.seed,
+                progress=self._progress,
+                views=views,
             )
-        pipeline.decode_first(self.run)
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            if not resuming and self.output_dir.exists() and a.overwrite_output_dir:
-                ckpt.remove_run_files(self.output_dir)
-            if self.output_dir.exists():
-                ckpt.remove_stale_temporaries(self.output_dir)
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.atomic_write_text(json.dumps(config, indent=2), self.output_dir / "run_config.json")
-        acc.wait_for_everyone()
+        if acc.num_processes > 1:
+            stats = send_features_to_owners(acc, stats).capped(a.max_features_per_class, a.seed)
+        self._check_class_sizes(stats.counts)
+        return self._store_statistics(stats, path)
 
-    def _timed(self, stage: str, timings: dict, fn, *args):
-        self.state.stage = stage
-        start = time.time()
-        out = fn(*args)
-        timings[f"{stage}_s"] = round(time.time() - start, 2)
-        return out
+    @contextlib.contextmanager
+    def _statistics_batches(self):
+        """``(batches, count or None)``: this process's share of ``(images, labels, rows)`` batches: the decoded
+        array when it fits in memory, else a DataLoader, or a shard of a stream."""
+        acc, a, ds, spec = self.accelerator, self.args, self.train_dataset, self.teacher.spec
+        if not isinstance(ds, Dataset):
+            from datasets.distributed import split_dataset_by_node
 
-    def _statistics(self) -> ClassStatistics:
-        return pipeline.statistics_stage(self.run)
+            shard = split_dataset_by_node(ds, rank=acc.process_index, world_size=acc.num_processes)
+            yield iterate_batches(shard, spec, self.image_column, self.label_column, a.stats_batch_size), None
+            return
+        size = a.stats_batch_size
+        with acc.split_between_processes(list(range(len(ds)))) as rows:
+            total = (len(rows) + size - 1) // size
+            if fits_in_memory(ds, spec):
+                if self._decoded is None:  # a Distiller that skipped the decode-first check
+                    self._decode_first()
+                images, labels, idx = self._decoded
+                assert idx.tolist() == list(rows), "the decoded share and the pass's share must be the same rows"
+                # a generator: one batch copied at a time, not a second copy of the data
+                yield (
+                    ((images[s : s + size], labels[s : s + size], idx[s : s + size]) for s in range(0, len(idx), size)),
+                    total,
+                )
+            else:
+                yield (
+                    iterate_batches(ds, spec, self.image_column, self.label_column, size, a.num_workers, indices=rows),
+                    total,
+                )
+        self._decoded = None  # the pass is the only reader: free the array
 
-    def _barycenters(self, stats: ClassStatistics) -> dict[int, dict]:
-        return pipeline.barycenter_stage(self.run, stats)
+    def _check_class_sizes(self, counts) -> None:
+        m = self.args.images_per_class
+        short = [f"{self.class_names[k]!r} ({int(counts[k])})" for k in range(self.num_classes) if counts[k] < m]
+        if short:
+            raise DatasetValidationError(
+                f"Class(es) {', '.join(short)} had fewer than images_per_class = {m} examples in the statistics "
+                "pass. Lower images_per_class, or filter the ClassLabel to the classes that have enough."
+            )
 
-    def _synthesize(self, stats: ClassStatistics, bary: dict) -> None:
-        self.state.max_steps = len(self.run.class_batches()) * self.args.iterations
-
-        def on_batch(first_step: int) -> None:
-            self.state.global_step = first_step
-
-        def on_step(global_step: int) -> None:
-            self.state.global_step = global_step
-            self._callback("on_step_end")
-
-        synthesized, skipped = pipeline.synthesis_stage(
-            self.run, stats, bary, on_step, lambda record, classes: self.log(record), on_batch
+    def _store_statistics(self, stats: ClassStatistics, path: Path) -> ClassStatistics:
+        """Every process writes the shards of the classes it owns; then the main one writes ``statistics.pt``.
+        Returns statistics whose features are read back from the shards, one class at a time."""
+        acc, folder = self.accelerator, self.output_dir / FOLDER
+        mine = owned_classes(self.num_classes, acc.num_processes, acc.process_index)
+        for k in mine:
+            write_class(folder, k, stats.features[k], stats.rows[k])
+        held = sum(len(stats.rows[k]) for k in mine)
+        ckpt.log_event(self.output_dir, stage="statistics_features", classes=mine, rows=held, process=acc.process_index)
+        classes = list(range(self.num_classes))
+        stored = ClassStatistics(
+            ClassShards(folder, classes, "features"),
+            ClassShards(folder, classes, "rows"),
+            stats.norms,
+            stats.counts,
+            stats.layer_kinds,
         )
-        self.state.synthesized_batches += synthesized
-        self.state.skipped_batches += skipped
+        acc.wait_for_everyone()  # every shard is on disk before statistics.pt says the pass is done
+        if acc.is_main_process:
+            ckpt.atomic_save(stored.summary_state(), path)
+            ckpt.log_event(self.output_dir, stage="statistics", process=acc.process_index)
+        return stored
 
+    # ---------------------------------------------------------------------------------------------------------------
+    # 2. barycenters
+    # ---------------------------------------------------------------------------------------------------------------
+    def compute_barycenters(self, stats: ClassStatistics) -> Barycenters:
+        """Per class, the W2 barycenter of its kept features with ``images_per_class`` points; each process solves
+        the classes it owns, and every process receives all of them."""
+        path = self.output_dir / "barycenters.pt"
+        if path.exists():
+            return Barycenters.from_state(ckpt.load(path))
+        acc, a = self.accelerator, self.args
+        state = {}
+        for k in owned_classes(self.num_classes, acc.num_processes, acc.process_index):  # those whose shards it wrote
+            r = wasserstein_barycenter(
+                stats.features[k].numpy(),
+                a.images_per_class,
+                weights=a.barycenter_weights,
+                iterations=a.barycenter_iterations,
+                damping=a.barycenter_damping,
+                solver=a.barycenter_solver,
+                seed=class_seed(a.seed, k),
+            )
+            state[k] = {"positions": r.positions, "weights": r.weights, "costs": r.costs}
+        if acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            state = {k: v for part in gather_object([state]) for k, v in part.items()}
+        bary = Barycenters.from_state(state)
+        if acc.is_main_process:
+            ckpt.atomic_save(state, path)
+            ckpt.log_event(self.output_dir, stage="barycenters", process=acc.process_index)
+            self.log({"w2_cost_mean": bary.w2_cost_mean})
+        return bary
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # 3. synthesis
+    # ---------------------------------------------------------------------------------------------------------------
     def class_batches(self) -> list[list[int]]:
         """The classes optimised together, in order (identical whatever the number of processes)."""
-        return self.run.class_batches()
+        return class_batches(self.num_classes, self.args.classes_per_batch)
+
+    def synthesize(self, stats: ClassStatistics, bary: Barycenters) -> SyntheticImages | None:
+        """Optimises every class batch this process owns that is not on disk yet (each saved as soon as it is done),
+        then returns all of them in class order on the main process (None on the others)."""
+        from tqdm.auto import tqdm
+
+        acc, a = self.accelerator, self.args
+        if a.torch_compile:  # in place: module names, and so the norm-layer statistics' keys, stay the same
+            self.teacher.model.compile(backend=a.torch_compile_backend)
+        targets = NormTargets.from_moments(stats.norms, a.bn_loss) if a.bn_loss != "none" else None
+        batches = self.class_batches()
+        self.state.max_steps = len(batches) * a.iterations
+        with acc.split_between_processes(list(enumerate(batches))) as mine:
+            bar = tqdm(total=len(mine) * a.iterations, desc="synthesis", unit="step", disable=not self._progress)
+            for index, classes in mine:
+                path = self._batch_path(index)
+                if path.exists():
+                    self.state.skipped_batches += 1
+                    bar.update(a.iterations)
+                    continue
+                part = self.synthesize_batch(index, classes, stats, bary, targets, bar)
+                ckpt.atomic_save(part, path)
+                ckpt.log_event(
+                    self.output_dir, stage="synthesis", batch=index, classes=classes, process=acc.process_index
+                )
+                self.state.synthesized_batches += 1
+            bar.close()
+        acc.wait_for_everyone()
+        return self._collect_synthetic() if acc.is_main_process else None
+
+    def synthesize_batch(
+        self, index: int, classes: list[int], stats: ClassStatistics, bary: Barycenters, targets, bar=None
+    ) -> dict:
+        """One class batch: ``{"classes", "images" (n, C, H, W) float in [0, 1], "labels" (n,), "history"}``."""
+        a = self.args
+        generator = torch.Generator().manual_seed(class_seed(a.seed, classes[0]))
+        init = self.initial_images(classes, stats, bary, generator)
+        labels = torch.tensor([k for k in classes for _ in range(a.images_per_class)])
+        start_step = index * a.iterations
+        self.state.global_step = start_step
+
+        def on_step(it: int) -> None:
+            if bar is not None:
+                bar.update(1)
+            self.state.global_step = start_step + it + 1
+            self._callback("on_step_end")
+
+        def on_log(it: int, record: dict) -> None:
+            if bar is not None:
+                bar.set_postfix(classes=f"{classes[0]}-{classes[-1]}", loss=f"{record['loss']:.4g}")
+            self.log(record)
+
+        images, history = synthesize_batch(  # precision is the config's (synthesis_precision), not Accelerate's
+            self.teacher,
+            init,
+            labels,
+            bary.points(classes),
+            bary.point_weights(classes),
+            targets,
+            a.synthesis_config(),
+            generator,
+            on_log,
+            on_step,
+            loss_fn=self.synthesis_loss,
+        )
+        return {"classes": classes, "images": images.float().cpu(), "labels": labels, "history": history}
+
+    def synthesis_loss(self, terms: SynthesisTerms) -> torch.Tensor:
+        """The loss of one synthesis step (a scalar to minimise), like ``Trainer.compute_loss``: by default
+        ``feature_loss + bn_weight * bn_loss``. Override it to add a term, e.g.
+        ``return super().synthesis_loss(terms) + 0.1 * total_variation(terms.pixels)``."""
+        return default_loss(terms, self.args.bn_weight)
+
+    def initial_images(
+        self, classes: list[int], stats: ClassStatistics, bary: Barycenters, generator: torch.Generator
+    ) -> torch.Tensor:
+        """``(len(classes) * IPC, C, H, W)`` starting pixels in [0, 1]: real images nearest to the points (``real``),
+        mosaics of the best real crops near each point (``patches``, :mod:`wmdd_hf.mosaic`), or noise."""
+        a, spec, m = self.args, self.teacher.spec, self.args.images_per_class
+
+        def real(rows) -> torch.Tensor:
+            return (
+                torch.stack([spec.to_uint8(self.train_dataset[int(r)][self.image_column]) for r in rows]).float() / 255
+            )
+
+        if a.init == "patches":
+            from .mosaic import mosaic, nearest_rows
+
+            out = []
+            for k in classes:
+                for point in np.asarray(bary.positions[k])[:m]:
+                    rows = nearest_rows(stats.features[k], stats.rows[k], point, a.patch_candidates)
+                    out.append(mosaic(self.teacher, real(rows), k, grid=a.patch_grid, generator=generator))
+            return torch.stack(out)
+        if a.init == "real":
+            return real([r for k in classes for r in nearest_real_rows(stats, bary, k, m)])
+        mean = self.teacher.mean.cpu().view(1, -1, 1, 1)
+        std = self.teacher.std.cpu().view(1, -1, 1, 1)
+        noise = torch.randn(len(classes) * m, spec.channels, *spec.size, generator=generator)
+        return (mean + std * noise).clamp(0, 1)
+
+    def _batch_path(self, index: int) -> Path:
+        return self.output_dir / "synthetic" / f"batch_{index:05d}.pt"
+
+    def _collect_synthetic(self) -> SyntheticImages:
+        """Every batch file, in class order; pixels rounded to uint8."""
+        images, labels, histories = [], [], []
+        for index, _ in enumerate(self.class_batches()):
+            part = ckpt.load(self._batch_path(index))
+            images.append(part["images"])
+            labels.append(part["labels"])
+            histories.append({"classes": part["classes"], "history": part["history"]})
+        pixels = (torch.cat(images).clamp(0, 1) * 255).round().to(torch.uint8)
+        return SyntheticImages(pixels, torch.cat(labels), histories)
 
     # ---------------------------------------------------------------------------------------------------------------
-    # Results: metadata, save, push, evaluate
+    # 4. soft labels
     # ---------------------------------------------------------------------------------------------------------------
+    def label(self, synthetic: SyntheticImages) -> SoftLabels:
+        """The teacher's probabilities at ``temperature`` on every image and, with ``soft_label_epochs``, its
+        logits on that many seeded augmented views of each."""
+        path = self.output_dir / "soft_labels.pt"
+        if path.exists():
+            return SoftLabels.from_state(ckpt.load(path))
+        a = self.args
+        pixels = synthetic.images.float() / 255
+        views = None
+        if a.soft_label_epochs > 0:
+            augment = a.synthesis_config().augment
+            views = augmented_soft_labels(self.teacher, pixels, a.soft_label_epochs, augment, seed=a.seed)
+        soft = SoftLabels(soft_labels(self.teacher, pixels, a.temperature), views)
+        ckpt.atomic_save(soft.to_state(), path)
+        return soft
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # 5. save
+    # ---------------------------------------------------------------------------------------------------------------
+    def save(self, synthetic: SyntheticImages, soft: SoftLabels, stats: ClassStatistics, bary: Barycenters) -> Dataset:
+        """The distilled set: ``metrics.json`` inputs, the pictures, and ``output_dir/distilled`` in Hub layout
+        (a ``default`` config and, with stored views, a ``soft_labels`` config). Returns the default config."""
+        from .hub import save_distilled
+        from .visualization import save_barycenter_pca, save_image_grid
+
+        dataset = build_dataset(synthetic, soft, bary, self.class_names)
+        self.metrics = set_metrics(self.teacher, synthetic, soft, stats, bary)
+        grid = self.output_dir / "synthetic_grid.png"
+        if self.args.save_plots:
+            save_image_grid(synthetic.images, synthetic.labels, self.class_names, grid)
+            save_barycenter_pca(
+                stats.features, bary.positions, bary.weights, self.class_names, self.output_dir / "barycenters_pca.png"
+            )
+        save_distilled(
+            self.output_dir / "distilled",
+            dataset,
+            self.metadata(),
+            views_dataset(soft),
+            grid if grid.exists() else None,
+        )
+        return dataset
+
     def metadata(self) -> dict:
-        """What the card and ``wmdd_hf.json`` say about this run."""
-        return pipeline.run_metadata(self.run, self.metrics)
+        """What the card and ``wmdd_hf.json`` say about this run: arguments (no token), source, teacher, metrics."""
+        from .backbones import read_metadata
 
+        teacher_meta = getattr(self.teacher, "metadata", None) or {}
+        info, name = self.train_dataset.info, type(self.teacher.model).__name__
+        return {
+            "arguments": {k: v for k, v in self.args.to_dict().items() if k != "hub_token"},
+            "source_dataset": getattr(info, "dataset_name", None) or "unknown",
+            "license": getattr(info, "license", None) or "other",
+            "source_split": str(getattr(self.train_dataset, "split", "train") or "train"),
+            "num_images": self.metrics.get("num_images"),
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+            "teacher": {
+                "id": teacher_meta.get("id", name),
+                "architecture": teacher_meta.get("architecture", name),
+                "test_acc": teacher_meta.get("test_acc"),
+                "fingerprint": ckpt.fingerprint_module(self.teacher),
+            },
+            "metrics": self.metrics,
+            "repo_id": self.args.hub_dataset_id,
+            **({"teacher_folder_metadata": read_metadata(teacher_meta["folder"])} if "folder" in teacher_meta else {}),
+        }
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # After distill: copy, push, evaluate
+    # ---------------------------------------------------------------------------------------------------------------
     def save_distilled(self, path: str | Path) -> Path:
         """Copies the distilled set (Hub layout) to ``path``; ``datasets.load_dataset(path)`` reads it back."""
         from .hub import copy_distilled
@@ -328,3 +534,132 @@ class Distiller:
 
             add_evaluation(self.output_dir / "distilled", result)
         return result
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # Callbacks and logging: every callback is called from _callback
+    # ---------------------------------------------------------------------------------------------------------------
+    def _callback(self, event: str, **kwargs) -> None:
+        for cb in self.callbacks:
+            handler = getattr(cb, event, None)
+            if handler is not None:
+                result = handler(self.args, self.state, self.control, **kwargs)
+                if result is not None:
+                    self.control = result
+
+    def log(self, logs: dict) -> None:
+        """Records ``logs`` in ``state.log_history``, sends its numbers to the trackers and calls ``on_log``."""
+        record = {**logs, "stage": self.state.stage, "step": self.state.global_step}
+        self.state.log_history.append(record)
+        numeric = {f"{self.state.stage}/{k}": v for k, v in logs.items() if isinstance(v, (int, float))}
+        if self.args.trackers:
+            self.accelerator.log(numeric, step=self.state.global_step)
+        self._callback("on_log", logs=record)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # Plumbing: checks, the run folder, stage timing
+    # ---------------------------------------------------------------------------------------------------------------
+    @property
+    def _progress(self) -> bool:
+        return self.accelerator.is_main_process and not self.args.disable_tqdm
+
+    def _validate(self) -> tuple[str, str]:
+        a = self.args
+        if a.init in ("real", "patches") and not isinstance(self.train_dataset, Dataset):
+            raise DatasetValidationError(
+                f"init={a.init!r} needs a map-style Dataset (rows are read by index); use init='noise'."
+            )
+        columns = validate_dataset(
+            self.train_dataset,
+            a.image_column,
+            a.label_column,
+            num_classes=self.teacher.num_classes,
+            min_per_class=a.images_per_class,  # a barycenter point per image needs as many real images
+            channels=self.teacher.spec.channels,
+        )
+        order = teacher_class_order(
+            class_names(self.train_dataset, columns[1]), self.teacher.class_names, a.class_mapping
+        )
+        if order is not None:  # on a copy: the caller's model keeps its head
+            self.teacher = copy.deepcopy(self.teacher).reorder_classes(order)
+        if a.bn_loss != "none" and not self.teacher.norm_layers():
+            raise ValueError(
+                f"bn_loss={a.bn_loss!r} needs normalisation layers, but the teacher ({type(self.teacher.model).__name__}) "
+                "has no BatchNorm, LayerNorm or GroupNorm: use bn_loss='none'."
+            )
+        return columns
+
+    def _run_config(self) -> dict:
+        ds = self.train_dataset
+        return {
+            **self.args.result_arguments(),
+            "teacher_fingerprint": ckpt.fingerprint_module(self.teacher),
+            # a stream has no fingerprint that changes with its data: None, and such runs are not resumed
+            "dataset_fingerprint": getattr(ds, "_fingerprint", None) if isinstance(ds, Dataset) else None,
+            "num_classes": self.num_classes,
+        }
+
+    def _begin(self) -> None:
+        a = self.args
+        self._prepare_output_dir()
+        if a.trackers:
+            self.accelerator.init_trackers(
+                a.run_name or "wmdd",
+                config={k: v for k, v in a.to_dict().items() if isinstance(v, (int, float, str, bool))},
+            )
+        self.state.stage_seconds = {}
+        self._callback("on_train_begin")
+
+    def _end(self, resumed: dict) -> None:
+        acc = self.accelerator
+        self.metrics.update(self.state.stage_seconds, resumed=resumed)
+        if acc.is_main_process:
+            self.log({k: v for k, v in self.metrics.items() if isinstance(v, (int, float))})
+            ckpt.atomic_write_text(json.dumps(self.metrics, indent=2), self.output_dir / "metrics.json")
+        if self.args.push_to_hub:
+            self.push_to_hub()
+        acc.wait_for_everyone()
+        self._callback("on_train_end")
+        if self.args.trackers:
+            acc.end_training()
+
+    @contextlib.contextmanager
+    def _stage(self, name: str):
+        """Sets ``state.stage`` and records the stage's wall seconds in ``state.stage_seconds[f"{name}_s"]``."""
+        self.state.stage = name
+        start = time.time()
+        yield
+        self.state.stage_seconds[f"{name}_s"] = round(time.time() - start, 2)
+
+    def _prepare_output_dir(self) -> None:
+        """Resume check (refuses a different run), the decode pass, then a fresh ``run_config.json``."""
+        acc, a = self.accelerator, self.args
+        config = self._run_config()
+        defaults = {**DistillationArguments(output_dir=a.output_dir).result_arguments(), **BEFORE_THE_ARGUMENT}
+        resuming = ckpt.check_run_config(self.output_dir, config, a.overwrite_output_dir, defaults)
+        if resuming and config["dataset_fingerprint"] is None:
+            raise ckpt.OutputDirError(
+                f"{self.output_dir} holds a run on a streaming dataset, and a stream has no fingerprint that changes "
+                "with its data: resuming could mix statistics of another stream. Use overwrite_output_dir=True or a "
+                "new output_dir."
+            )
+        self._decode_first()
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            if not resuming and self.output_dir.exists() and a.overwrite_output_dir:
+                ckpt.remove_run_files(self.output_dir)
+            if self.output_dir.exists():
+                ckpt.remove_stale_temporaries(self.output_dir)
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.atomic_write_text(json.dumps(config, indent=2), self.output_dir / "run_config.json")
+        acc.wait_for_everyone()
+
+    def _decode_first(self) -> None:
+        """Reads every image of a map-style dataset that fits in memory (cached; the statistics pass reuses it), so
+        a corrupt image is reported with its row before any stage starts."""
+        ds, spec = self.train_dataset, self.teacher.spec
+        if isinstance(ds, Dataset) and fits_in_memory(ds, spec):
+            with self.accelerator.main_process_first():
+                images, labels = decode_all(
+                    ds, spec, self.image_column, self.label_column, self.args.num_workers, self._progress
+                )
+            self._decoded = own_share(self.accelerator, images, labels)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from .augment import AugmentConfig, apply_views, sample_views
@@ -60,10 +59,6 @@ class NormMoments:
         for k in range(len(self.count)):
             out = out.merge(NormMoments(self.count[k : k + 1], self.mean[k : k + 1], self.m2[k : k + 1]))
         return out
-
-
-def channel_dim(module: nn.Module) -> int:
-    return norm_channel_dim(module)
 
 
 def per_sample_moments(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -306,7 +301,7 @@ def collect_class_statistics(
 
         def hook(mod, args, name=name):
             x = args[0]
-            moments = batch_class_moments(x, current["labels"], num_classes, channel_dim(mod))
+            moments = batch_class_moments(x, current["labels"], num_classes, norm_channel_dim(mod))
             norms[name] = norms[name].merge(moments) if name in norms else moments
 
         handles.append(module.register_forward_pre_hook(hook))

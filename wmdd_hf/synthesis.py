@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 
 from .augment import AugmentConfig, augment
-from .backbones import Backbone
-from .statistics import NormMoments, channel_dim, per_sample_moments
+from .backbones import Backbone, norm_channel_dim
+from .statistics import NormMoments, per_sample_moments
 
 FEATURE_LOSSES = ("wasserstein", "cross_entropy")
 LOSS_SCALES = ("sum", "mean", "official")
@@ -155,6 +155,114 @@ def weighted_class_moments(x: torch.Tensor, slots: torch.Tensor, weights: torch.
     return mean, var
 
 
+@dataclass
+class SynthesisTerms:
+    """What one synthesis step computed, handed to the loss hook (:meth:`wmdd_hf.Distiller.synthesis_loss`).
+
+    ``pixels (B, C, H, W)`` in [0, 1] are the optimised leaf; ``views`` the augmented batch the teacher saw;
+    ``logits (B, K)`` and ``features (B, D)`` its outputs (float32); ``labels (B,)``, ``points (B, D)`` and
+    ``weights (B,)`` (summing to 1 per class) the targets; ``feature_loss`` and ``bn_loss`` the method's two terms
+    (scalars, as scaled by ``loss_scale``); ``iteration`` counts from 0.
+    """
+
+    iteration: int
+    pixels: torch.Tensor
+    views: torch.Tensor
+    logits: torch.Tensor
+    features: torch.Tensor
+    labels: torch.Tensor
+    points: torch.Tensor
+    weights: torch.Tensor
+    feature_loss: torch.Tensor
+    bn_loss: torch.Tensor
+
+
+def default_loss(terms: SynthesisTerms, bn_weight: float) -> torch.Tensor:
+    """The WMDD objective: ``feature_loss + bn_weight * bn_loss``."""
+    return terms.feature_loss + bn_weight * terms.bn_loss
+
+
+class NormStatisticsLoss:
+    """The norm-statistics term: forward pre-hooks on the teacher's norm layers compare the (weighted, per-class or
+    global) moments of each layer's input with the real ones. Use as a context manager (the hooks are removed on
+    exit); read :meth:`value` after each forward, call :meth:`reset` before the next one."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        targets: NormTargets | None,
+        classes: torch.Tensor,
+        slots: torch.Tensor,
+        weights: torch.Tensor,
+        config: SynthesisConfig,
+    ):
+        self.config, self.classes, self.slots, self.weights = config, classes, slots, weights
+        self.layers = backbone.norm_layers() if config.bn_loss != "none" else []
+        self.first = self.layers[0][0] if self.layers else None
+        self.enabled = True  # off for a forward that must not count (the clean view of feature_view="clean")
+        self.terms: list[torch.Tensor] = []
+        self.handles: list = []
+        if self.layers:  # the targets on the pixels' device once, not a host-to-device copy per layer per step
+            device, names = weights.device, [n for n, _ in self.layers]
+            rows = classes if config.bn_loss == "per_class" else slice(None)
+            self.targets = NormTargets(
+                {n: targets.mean[n].to(device)[rows] for n in names},
+                {n: targets.var[n].to(device)[rows] for n in names},
+            )
+
+    def __enter__(self) -> NormStatisticsLoss:
+        self.handles = [m.register_forward_pre_hook(lambda mod, a, n=n: self._hook(mod, a, n)) for n, m in self.layers]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.remove()
+
+    def reset(self) -> None:
+        self.terms.clear()
+
+    def _hook(self, module, args, name: str) -> None:
+        if not self.enabled:
+            return
+        x, config = args[0].float(), self.config  # moments in float32 even under autocast
+        dim = norm_channel_dim(module)
+        t_mean, t_var = self.targets.mean[name], self.targets.var[name]  # (classes of the batch, C) or (1, C)
+        if config.bn_loss == "per_class":
+            mean, var = weighted_class_moments(x, self.slots, self.weights, len(self.classes), dim)
+        else:
+            uniform = torch.full_like(self.weights, 1.0 / len(self.weights))
+            mean, var = weighted_class_moments(x, torch.zeros_like(self.slots), uniform, 1, dim)
+        if config.loss_scale == "sum":
+            self.terms.append((mean - t_mean).pow(2).sum() + (var - t_var).pow(2).sum())
+        else:  # per class: ||mean - M|| + ||var - V||, averaged over classes; the first layer weighted
+            term = ((mean - t_mean).norm(dim=1) + (var - t_var).norm(dim=1)).mean()
+            self.terms.append(term * (config.first_bn_multiplier if name == self.first else 1.0))
+
+    def value(self, device: torch.device) -> torch.Tensor:
+        """The term of the last forward (0 without norm layers); ``loss_scale="mean"`` averages over layers,
+        ``"sum"`` and ``"official"`` sum."""
+        if not self.terms:
+            return torch.zeros((), device=device)
+        total = torch.stack(self.terms).sum()
+        return total / len(self.terms) if self.config.loss_scale == "mean" else total
+
+
+def render_view(
+    pixels: torch.Tensor, config: SynthesisConfig, iteration: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    """The augmented view of one step: a random resized crop and flip (:func:`wmdd_hf.augment.augment`), then with
+    ``roll`` a random circular shift, in NHWC with ``channels_last``. Same shape as ``pixels``."""
+    view = augment(pixels, config.augment_at(iteration), generator)
+    if config.roll > 0:
+        h, w = view.shape[-2:]
+        limit = (round(config.roll * h), round(config.roll * w))
+        shifts = [int(torch.randint(0, m + 1, (1,), generator=generator)) for m in limit]
+        view = torch.roll(view, shifts=shifts, dims=(-2, -1))
+    if config.channels_last:
+        view = view.contiguous(memory_format=torch.channels_last)
+    return view
+
+
 def synthesize_batch(
     backbone: Backbone,
     images: torch.Tensor,
@@ -166,6 +274,7 @@ def synthesize_batch(
     generator: torch.Generator | None = None,
     on_log: Callable[[int, dict], None] | None = None,
     on_step: Callable[[int], None] | None = None,
+    loss_fn: Callable[[SynthesisTerms], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, list[dict]]:
     """Optimises one batch of synthetic images.
 
@@ -181,6 +290,7 @@ def synthesize_batch(
         on_log: called as ``on_log(iteration, {"loss", "feature_loss", "bn_loss", "learning_rate"})`` every
             ``config.log_every`` iterations and at the last one.
         on_step: called as ``on_step(iteration)`` after every optimisation step.
+        loss_fn: the step's loss from its :class:`SynthesisTerms` (default :func:`default_loss`).
 
     Returns:
         the optimised images ``(B, C, H, W)`` in [0, 1] (detached) and the logged history.
@@ -193,69 +303,28 @@ def synthesize_batch(
     weights = weights / torch.zeros(len(classes), device=device).index_add(0, slots, weights)[slots]
     pixels = images.detach().clone().to(device).requires_grad_(True)
     optimizer = torch.optim.Adam([pixels], lr=config.learning_rate, betas=(0.5, 0.9))
-    layers = backbone.norm_layers() if config.bn_loss != "none" else []
-    if layers:  # the targets on the pixels' device once, not a host-to-device copy per layer per step
-        names = [n for n, _ in layers]
-        rows = classes if config.bn_loss == "per_class" else slice(None)
-        targets = NormTargets(
-            {n: targets.mean[n].to(device)[rows] for n in names}, {n: targets.var[n].to(device)[rows] for n in names}
-        )
-    bn_terms: list[torch.Tensor] = []
-
-    first_layer = layers[0][0] if layers else None
-
-    hooks_on = [True]  # off for the clean-view forward of feature_view="clean"
-
-    def hook(module, args, name):
-        if not hooks_on[0]:
-            return
-        x = args[0].float()  # moments in float32 even under autocast
-        dim = channel_dim(module)
-        t_mean, t_var = targets.mean[name], targets.var[name]  # (classes of the batch, C) or (1, C)
-        if config.bn_loss == "per_class":
-            mean, var = weighted_class_moments(x, slots, weights, len(classes), dim)
-        else:
-            uniform = torch.full_like(weights, 1.0 / len(weights))
-            mean, var = weighted_class_moments(x, torch.zeros_like(slots), uniform, 1, dim)
-        if config.loss_scale == "sum":
-            bn_terms.append((mean - t_mean).pow(2).sum() + (var - t_var).pow(2).sum())
-        else:  # per class: ||mean - M|| + ||var - V||, averaged over classes; the first layer weighted
-            term = ((mean - t_mean).norm(dim=1) + (var - t_var).norm(dim=1)).mean()
-            bn_terms.append(term * (config.first_bn_multiplier if name == first_layer else 1.0))
-
-    handles = [m.register_forward_pre_hook(lambda mod, a, n=n: hook(mod, a, n)) for n, m in layers]
+    loss_fn = loss_fn or (lambda terms: default_loss(terms, config.bn_weight))
     history: list[dict] = []
     best_loss, best = math.inf, None
-    try:
+    with NormStatisticsLoss(backbone, targets, classes, slots, weights, config) as statistics:
         for it in range(config.iterations):
             lr = 0.5 * config.learning_rate * (1 + math.cos(math.pi * it / config.iterations))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            bn_terms.clear()
-            view = augment(pixels, config.augment_at(it), generator)
-            if config.roll > 0:
-                h, w = view.shape[-2:]
-                limit = (round(config.roll * h), round(config.roll * w))
-                shifts = [int(torch.randint(0, m + 1, (1,), generator=generator)) for m in limit]
-                view = torch.roll(view, shifts=shifts, dims=(-2, -1))
-            if config.channels_last:
-                view = view.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                logits, feats = backbone(view)
-            logits, feats = logits.float(), feats.float()  # losses in float32 whatever the forward's precision
+            statistics.reset()
+            view = render_view(pixels, config, it, generator)
+            logits, feats = _forward(backbone, view, config, device)
             if config.feature_view == "clean":  # the points are features of un-augmented images: match those
-                hooks_on[0] = False
+                statistics.enabled = False
                 try:
                     clean = pixels.contiguous(memory_format=torch.channels_last) if config.channels_last else pixels
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                        feats = backbone(clean)[1].float()
+                    feats = _forward(backbone, clean, config, device)[1]
                 finally:
-                    hooks_on[0] = True
+                    statistics.enabled = True
             feature_loss = _feature_term(config, logits, feats, labels, points)
-            bn_loss = torch.stack(bn_terms).sum() if bn_terms else torch.zeros((), device=device)
-            if config.loss_scale == "mean" and bn_terms:  # "official" sums over layers
-                bn_loss = bn_loss / len(bn_terms)
-            loss = feature_loss + config.bn_weight * bn_loss
+            bn_loss = statistics.value(device)
+            terms = SynthesisTerms(it, pixels, view, logits, feats, labels, points, weights, feature_loss, bn_loss)
+            loss = loss_fn(terms)
             if config.keep_best and loss.item() < best_loss:
                 best_loss, best = loss.item(), pixels.detach().clone()
             if not torch.isfinite(loss):
@@ -268,23 +337,31 @@ def synthesize_batch(
             if on_step is not None:
                 on_step(it)
             if it % config.log_every == 0 or it == config.iterations - 1:
-                record = {
-                    "iteration": it,
-                    "loss": loss.item(),
-                    "feature_loss": feature_loss.item(),
-                    "bn_loss": bn_loss.item(),
-                    "bn_to_feature": config.bn_weight * bn_loss.item() / max(feature_loss.item(), 1e-12),
-                    "learning_rate": lr,
-                }
+                record = _record(it, loss, feature_loss, bn_loss, config.bn_weight, lr)
                 history.append(record)
                 if on_log is not None:
                     on_log(it, record)
-    finally:
-        for h in handles:
-            h.remove()
     if config.keep_best and best is not None:
         return best, history
     return pixels.detach(), history
+
+
+def _forward(backbone: Backbone, x: torch.Tensor, config: SynthesisConfig, device: torch.device):
+    """``(logits, features)`` in float32 whatever the forward's precision (bf16 autocast with ``precision``)."""
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+        logits, feats = backbone(x)
+    return logits.float(), feats.float()
+
+
+def _record(it: int, loss, feature_loss, bn_loss, bn_weight: float, lr: float) -> dict:
+    return {
+        "iteration": it,
+        "loss": loss.item(),
+        "feature_loss": feature_loss.item(),
+        "bn_loss": bn_loss.item(),
+        "bn_to_feature": bn_weight * bn_loss.item() / max(feature_loss.item(), 1e-12),
+        "learning_rate": lr,
+    }
 
 
 def _feature_term(config: SynthesisConfig, logits, feats, labels, points) -> torch.Tensor:
@@ -300,14 +377,3 @@ def _feature_term(config: SynthesisConfig, logits, feats, labels, points) -> tor
     if config.ce_weight > 0:
         term = term + config.ce_weight * F.cross_entropy(logits, labels)
     return term
-
-
-@torch.no_grad()
-def feature_distance(backbone: Backbone, images: torch.Tensor, points: torch.Tensor, batch_size: int = 500) -> float:
-    """``sum ||f(x) - b||^2`` on the un-augmented images (how close the set is to its barycenter)."""
-    device = next(backbone.parameters()).device
-    total = 0.0
-    for s in range(0, len(images), batch_size):
-        _, feats = backbone(images[s : s + batch_size].to(device))
-        total += (feats - points[s : s + batch_size].to(device)).pow(2).sum().item()
-    return total

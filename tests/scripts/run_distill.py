@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from datasets import load_from_disk
 
+import wmdd_hf.distiller as distiller_module
 import wmdd_hf.hub as hub_module
-import wmdd_hf.pipeline as pipeline_module
 import wmdd_hf.statistics as statistics_module
 from wmdd_hf import DistillationArguments, Distiller
 
@@ -31,7 +31,7 @@ def hang():
 
 stage = os.environ.get("WMDD_TEST_HANG_IN")
 if stage == "statistics":  # after the first batches have gone through the teacher
-    original_statistics = pipeline_module.collect_class_statistics
+    original_statistics = distiller_module.collect_class_statistics
 
     def hanging_statistics(teacher, batches, *args, **kwargs):
         def first_batches():
@@ -42,9 +42,9 @@ if stage == "statistics":  # after the first batches have gone through the teach
 
         return original_statistics(teacher, first_batches(), *args, **kwargs)
 
-    pipeline_module.collect_class_statistics = hanging_statistics
+    distiller_module.collect_class_statistics = hanging_statistics
 elif stage == "barycenters":  # after some classes are done
-    original_barycenter = pipeline_module.wasserstein_barycenter
+    original_barycenter = distiller_module.wasserstein_barycenter
     done = []
 
     def hanging_barycenter(*args, **kwargs):
@@ -53,7 +53,7 @@ elif stage == "barycenters":  # after some classes are done
             hang()
         return original_barycenter(*args, **kwargs)
 
-    pipeline_module.wasserstein_barycenter = hanging_barycenter
+    distiller_module.wasserstein_barycenter = hanging_barycenter
 elif stage == "save":  # after the first parquet file of the distilled folder is written
     original_parquet = hub_module._write_parquet
 

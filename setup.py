@@ -16,7 +16,7 @@ setup(
     # The dataset-card templates live in model_cards/ at the top of the repository and ship inside the wheel
     # as wmdd_hf/model_cards/*.md (read with importlib.resources).
     package_dir={"wmdd_hf": "wmdd_hf", "wmdd_hf.model_cards": "model_cards"},
-    package_data={"wmdd_hf.model_cards": ["*.md"]},
+    package_data={"wmdd_hf.model_cards": ["*.md"], "wmdd_hf": ["recipes/*.yaml"]},
     include_package_data=True,
     install_requires=[
         "torch>=2.4,<=2.14.1",

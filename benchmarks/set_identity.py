@@ -33,6 +33,9 @@ def digest(path: Path) -> str:
 
 def fingerprints(run: Path) -> dict:
     out = {str(p.relative_to(run)): digest(p) for p in sorted((run / "distilled").rglob("*")) if p.is_file()}
+    # the same metadata in another key order is the same set: also a digest of the parsed, key-sorted file
+    meta = json.loads((run / "distilled" / "wmdd_hf.json").read_text())
+    out["wmdd_hf.json, keys sorted"] = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
     from wmdd_hf.checkpoint import load
 
     bary = load(run / "barycenters.pt")

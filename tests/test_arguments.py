@@ -26,11 +26,68 @@ def test_one_rule_for_repo_ids():
 
 
 def test_official_recipe_sets_the_official_loss_and_schedule():
-    args = DistillationArguments(recipe="official", bn_weight=7.0, iterations=5)
+    args = DistillationArguments(recipe="official")
     c = args.synthesis_config()
     assert (c.loss_scale, c.ce_weight, c.bn_weight, c.iterations, c.learning_rate) == ("official", 1.0, 0.05, 1000, 0.1)
     assert c.augment.scale == (0.08, 1.0) and abs(c.roll - 32 / 224) < 1e-12
     assert args.result_arguments()["recipe"] == "official"
+
+
+def test_a_recipe_never_overwrites_an_option_the_user_set(caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="wmdd_hf.arguments"):
+        args = DistillationArguments(recipe="official", bn_weight=7.0, iterations=5)
+    c = args.synthesis_config()
+    assert (c.bn_weight, c.iterations) == (7.0, 5)  # the user's
+    assert (c.loss_scale, c.ce_weight, c.augment.scale) == ("official", 1.0, (0.08, 1.0))  # the recipe's
+    assert "bn_weight=7.0" in caplog.text and "iterations=5" in caplog.text
+    real = DistillationArguments(recipe="real_start", images_per_class=3)
+    assert (real.init, real.iterations, real.images_per_class) == ("real", 200, 3)
+    assert DistillationArguments(recipe="real_start", init="patches").init == "patches"
+    sre2l = DistillationArguments(recipe="sre2l")
+    assert (sre2l.feature_loss, sre2l.bn_loss) == ("cross_entropy", "global")
+
+
+def test_recipes_and_the_cli_flags_meet_as_a_user_would_expect(tmp_path):
+    """From the command line, a flag beside --recipe wins too; a recipe file naming an unknown option is refused
+    and so is an unknown recipe; the CLI lists the choices of a Literal option."""
+    import pytest
+    from transformers import HfArgumentParser
+
+    from wmdd_hf.arguments import recipe_names
+
+    assert set(recipe_names()) >= {"official", "real_start", "sre2l"}
+    parser = HfArgumentParser(DistillationArguments)
+    (args,) = parser.parse_args_into_dataclasses(["--recipe", "official", "--learning_rate", "0.01"])
+    assert (args.learning_rate, args.loss_scale) == (0.01, "official")
+    assert "{wasserstein,cross_entropy}" in parser.format_help()
+    with pytest.raises(SystemExit):
+        parser.parse_args_into_dataclasses(["--feature_loss", "l2"])
+    with pytest.raises(ValueError, match="recipe='paper' is not one of"):
+        DistillationArguments(recipe="paper")
+    import wmdd_hf.arguments as arguments
+
+    original = arguments.load_recipe
+    arguments.load_recipe = lambda name: {"bn_wieght": 3.0}
+    try:
+        with pytest.raises(ValueError, match=r"does not have: \['bn_wieght'\]"):
+            DistillationArguments(recipe="official")
+    finally:
+        arguments.load_recipe = original
+
+
+def test_the_synthesis_defaults_live_once_in_synthesis_config():
+    import dataclasses
+
+    from wmdd_hf.arguments import SYNTHESIS_FIELD_NAMES
+    from wmdd_hf.synthesis import SynthesisConfig
+
+    args, config = DistillationArguments(), SynthesisConfig()
+    for f in dataclasses.fields(SynthesisConfig):
+        if f.name != "augment":
+            assert getattr(args, SYNTHESIS_FIELD_NAMES.get(f.name, f.name)) == getattr(config, f.name), f.name
+    assert args.synthesis_config() == config
 
 
 def test_synthesis_options_are_checked_at_construction():

@@ -6,10 +6,12 @@ from .backbones import Backbone, load_backbone, save_backbone
 from .barycenter import BarycenterResult, wasserstein_barycenter
 from .data import DatasetValidationError, load_fashion_mnist, load_image_dataset, validate_dataset
 from .distiller import Distiller, DistillerState
+from .evaluation import EvaluationConfig, evaluate_distilled
 from .hub import load_distilled, push_distilled, save_distilled
+from .results import Barycenters, SoftLabels, SyntheticImages
 from .soft_labels import augmented_soft_labels, soft_labels
 from .statistics import ClassStatistics, collect_class_statistics
-from .synthesis import SynthesisConfig, synthesize_batch
+from .synthesis import SynthesisConfig, SynthesisTerms, synthesize_batch
 
 __version__ = "0.1.0"
 
@@ -17,16 +19,22 @@ __all__ = [
     "AugmentConfig",
     "Backbone",
     "BarycenterResult",
+    "Barycenters",
     "ClassStatistics",
     "DatasetValidationError",
     "DistillationArguments",
     "Distiller",
     "DistillerState",
+    "EvaluationConfig",
+    "SoftLabels",
     "SynthesisConfig",
+    "SynthesisTerms",
+    "SyntheticImages",
     "apply_views",
     "augment",
     "augmented_soft_labels",
     "collect_class_statistics",
+    "evaluate_distilled",
     "load_backbone",
     "load_distilled",
     "load_fashion_mnist",

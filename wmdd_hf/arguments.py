@@ -1,34 +1,37 @@
 """``DistillationArguments``: every knob of a WMDD run, as a dataclass that ``HfArgumentParser`` reads from CLI flags
-and YAML/JSON files. Names follow ``transformers.TrainingArguments`` where the concept exists there."""
+and YAML/JSON files. Names follow ``transformers.TrainingArguments`` where the concept exists there.
+
+Each setting has one owner: its default, its check and its help string live in one place. The synthesis knobs take
+their defaults from :class:`wmdd_hf.synthesis.SynthesisConfig` and are checked there; the choices are ``Literal``
+types, so the CLI lists them. Named recipes (``recipe=``) are YAML presets under ``wmdd_hf/recipes/``: a preset sets
+the options the user left at their defaults and never overwrites one they set.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Literal, get_args
 
 from .augment import AugmentConfig
 from .backbones import FEATURE_POOLS
-from .synthesis import BN_LOSSES, FEATURE_LOSSES, SynthesisConfig
+from .synthesis import BnLoss, FeatureLoss, FeatureNorm, FeatureView, LossScale, Precision, SynthesisConfig
 
-INITS = ("noise", "real", "patches")
-RECIPES = ("official",)
+logger = logging.getLogger(__name__)
+
+Init = Literal["noise", "real", "patches"]
+INITS = get_args(Init)
+BarycenterWeights = Literal["learned", "uniform"]
+BarycenterSolver = Literal["exact", "sinkhorn"]
+StatisticsView = Literal["clean", "augmented"]
+FeaturePool = Literal["none", "avg"]
+assert get_args(FeaturePool) == FEATURE_POOLS
 #: What a run folder written before an argument existed was run with, where that is not the argument's current
 #: default (resume compares a missing key with this value, so a changed default never passes for the old behaviour).
 BEFORE_THE_ARGUMENT = {"loss_scale": "sum"}
-#: recipe="official": the loss and schedule of the official WMDD code (its argument defaults).
-OFFICIAL_RECIPE = {
-    "loss_scale": "official",
-    "ce_weight": 1.0,
-    "bn_weight": 0.05,
-    "first_bn_multiplier": 1.0,
-    "crop_scale_min": 0.08,
-    "roll": 32 / 224,
-    "learning_rate": 0.1,
-    "iterations": 1000,
-    "keep_best": False,
-}
-BARYCENTER_WEIGHTS = ("learned", "uniform")
-BARYCENTER_SOLVERS = ("exact", "sinkhorn")
 
 #: Arguments that do not change the distilled set: they may differ when a run is resumed.
 NON_RESULT_FIELDS = {
@@ -48,11 +51,54 @@ NON_RESULT_FIELDS = {
     "save_plots",
 }
 
+#: SynthesisConfig fields whose DistillationArguments field has another name.
+SYNTHESIS_FIELD_NAMES = {"precision": "synthesis_precision", "log_every": "logging_steps"}
+
+
+def _synthesis_default(name: str):
+    """The default of a synthesis knob: SynthesisConfig's (its one owner)."""
+    return next(f.default for f in dataclasses.fields(SynthesisConfig) if f.name == name)
+
+
+@cache
+def recipe_names() -> tuple[str, ...]:
+    """The named recipes: the YAML files of ``wmdd_hf/recipes/``."""
+    folder = resources.files("wmdd_hf") / "recipes"
+    return tuple(sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml")))
+
+
+def load_recipe(name: str) -> dict:
+    """The options of recipe ``name`` (``wmdd_hf/recipes/<name>.yaml``)."""
+    import yaml
+
+    if name not in recipe_names():
+        raise ValueError(f"recipe={name!r} is not one of {list(recipe_names())} (or None).")
+    return yaml.safe_load((resources.files("wmdd_hf") / "recipes" / f"{name}.yaml").read_text()) or {}
+
 
 @dataclass
 class DistillationArguments:
-    """Arguments of :class:`wmdd_hf.Distiller` (and of ``examples/distill.py``)."""
+    """Arguments of :class:`wmdd_hf.Distiller` (and of ``examples/distill.py``), in groups; each field's help string
+    (``--help``) says what it does, ``docs/tuning.md`` which values were chosen and where that was measured.
 
+    Parameters:
+        Run: ``output_dir``, ``overwrite_output_dir``, ``seed``, ``recipe``.
+        Data: ``image_column``, ``label_column``, ``class_mapping``, ``num_workers``, ``stats_batch_size``.
+        Teacher features: ``feature_pool``, ``statistics_view``, ``max_features_per_class``.
+        Barycenters: ``images_per_class``, ``barycenter_weights``, ``barycenter_iterations``, ``barycenter_solver``,
+            ``barycenter_damping``.
+        Synthesis: ``iterations``, ``learning_rate``, ``bn_weight``, ``feature_loss``, ``bn_loss``, ``init``,
+            ``batch_size``, ``crop_scale_min``.
+        Synthesis, research knobs (the sweep's; defaults off): ``loss_scale``, ``feature_norm``,
+            ``first_bn_multiplier``, ``ce_weight``, ``jitter``, ``roll``, ``crop_milestone``, ``keep_best``,
+            ``feature_view``, ``patch_grid``, ``patch_candidates``.
+        Speed (for GPUs): ``synthesis_precision``, ``channels_last``, ``torch_compile``, ``torch_compile_backend``.
+        Labels: ``temperature``, ``soft_label_epochs``.
+        Logging: ``logging_steps``, ``report_to``, ``run_name``, ``disable_tqdm``, ``save_plots``.
+        Hub: ``push_to_hub``, ``hub_dataset_id``, ``hub_private_repo``, ``hub_token``.
+    """
+
+    # --- Run -----------------------------------------------------------------------------------------------------
     output_dir: str = field(
         default="outputs/wmdd-fashion-mnist-ipc10",
         metadata={"help": "Where checkpoints, pictures and the distilled set are written."},
@@ -60,140 +106,16 @@ class DistillationArguments:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Start afresh even if output_dir holds another run."}
     )
-    images_per_class: int = field(
-        default=10, metadata={"help": "IPC: synthetic images (= barycenter points) per class."}
-    )
-    iterations: int = field(default=1000, metadata={"help": "Synthesis steps per class batch."})
-    learning_rate: float = field(
-        default=0.1, metadata={"help": "Adam learning rate on pixels in [0, 1] (cosine decay)."}
-    )
-    bn_weight: float = field(
-        default=10.0,
-        metadata={
-            "help": "lambda: weight of the per-class norm-statistics term (a ratio with loss_scale='mean'; chosen on "
-            "the validation split, benchmarks/results/sweep.md)."
-        },
-    )
-    feature_loss: str = field(
-        default="wasserstein",
-        metadata={"help": "Feature term: 'wasserstein' (match barycenter points) or 'cross_entropy'."},
-    )
-    bn_loss: str = field(
-        default="per_class", metadata={"help": "Norm-statistics term: 'per_class' (PCBN), 'global' (SRe2L) or 'none'."}
-    )
-    barycenter_weights: str = field(
-        default="learned", metadata={"help": "'learned' (the paper) or 'uniform' barycenter weights."}
-    )
-    barycenter_iterations: int = field(default=30, metadata={"help": "Alternating rounds of the barycenter solver."})
-    barycenter_solver: str = field(
-        default="exact", metadata={"help": "Transport solver: 'exact' (network simplex) or 'sinkhorn'."}
-    )
-    barycenter_damping: float = field(default=1.0, metadata={"help": "theta of the position step, in (0, 1]."})
-    max_features_per_class: int | None = field(
-        default=4096,
-        metadata={
-            "help": "Cap on the teacher features kept per class (a seeded random subset, the same whatever the "
-            "number of processes): memory stays at classes x cap x feature width x 4 bytes. None keeps every one. "
-            "What the cap costs in barycenter W2: benchmarks/results/cap_cost.md."
-        },
-    )
-    init: str = field(
-        default="noise",
-        metadata={
-            "help": "Initial pixels: 'noise', 'real' (the real images nearest to the barycenter points) or "
-            "'patches' (a mosaic of the teacher's favourite real crops near each point)."
-        },
-    )
-    patch_grid: int = field(default=2, metadata={"help": "init='patches': a grid x grid mosaic per image."})
-    patch_candidates: int = field(
-        default=8, metadata={"help": "init='patches': real images nearest to each point whose crops compete."}
-    )
-    batch_size: int = field(
-        default=100,
-        metadata={"help": "Synthetic images optimised together (whole classes: max(1, batch_size // IPC) classes)."},
-    )
-    stats_batch_size: int = field(default=500, metadata={"help": "Batch size of the statistics pass."})
-    crop_scale_min: float = field(
-        default=0.5, metadata={"help": "Smallest area fraction of the random resized crop during synthesis."}
-    )
-    jitter: float = field(default=0.0, metadata={"help": "Random translation (fraction of the side) during synthesis."})
-    roll: float = field(
-        default=0.0, metadata={"help": "Random circular roll of 0..roll x side pixels per view (the official jitter)."}
-    )
-    crop_milestone: float | None = field(
-        default=None,
-        metadata={
-            "help": "Easy-to-hard crops: the smallest crop area falls from 1 to crop_scale_min until this "
-            "fraction of the iterations (half cosine), then stays."
-        },
-    )
-    loss_scale: str = field(
-        default="mean",
-        metadata={
-            "help": "'sum' (sums of squares), 'mean' (lambda as a ratio: feature term a mean over images, "
-            "statistic term a mean of per-layer norms) or 'official' (the official code's terms)."
-        },
-    )
-    feature_norm: str = field(
-        default="squared", metadata={"help": "With loss_scale='mean': 'squared', 'norm' (per image) or 'frobenius'."}
-    )
-    first_bn_multiplier: float = field(default=1.0, metadata={"help": "Weight of the first norm layer's term."})
-    ce_weight: float = field(
-        default=0.0, metadata={"help": "Cross-entropy weight added to the Wasserstein term (official r_wb)."}
-    )
-    keep_best: bool = field(default=False, metadata={"help": "Keep the lowest-loss iterate instead of the last."})
-    feature_view: str = field(
-        default="augmented",
-        metadata={
-            "help": "'clean': match the un-augmented images' features to the points (the statistic and CE "
-            "terms keep the augmented view); 'augmented': the view's features."
-        },
-    )
-    feature_pool: str = field(
-        default="none",
-        metadata={
-            "help": "Teacher features the barycenters are computed on and synthesis matches: 'none' (the "
-            "classifier's input) or 'avg' (the last feature map averaged over positions; timm teachers)."
-        },
-    )
-    statistics_view: str = field(
-        default="clean",
-        metadata={
-            "help": "'clean': features and norm statistics of the real images as they are; 'augmented': of one "
-            "random view per image from the synthesis augmentation (crop_scale_min, flip), so the barycenter "
-            "points are targets the augmented synthetic views can reach."
-        },
-    )
-    synthesis_precision: str = field(
-        default="fp32",
-        metadata={
-            "help": "'bf16': teacher forward under bf16 autocast during synthesis (moments and losses stay "
-            "fp32). For GPUs; off by default."
-        },
-    )
-    channels_last: bool = field(default=False, metadata={"help": "NHWC teacher and views during synthesis (GPUs)."})
-    torch_compile: bool = field(
-        default=False,
-        metadata={
-            "help": "torch.compile the teacher in place before synthesis (its norm-layer names, and so the "
-            "statistics' keys, stay the same); synthesis and soft labels run compiled. For GPUs; off by default."
-        },
-    )
-    torch_compile_backend: str = field(
-        default="inductor", metadata={"help": "The torch.compile backend with torch_compile ('inductor', 'aot_eager')."}
-    )
+    seed: int = field(default=42, metadata={"help": "Run seed; per-class seeds derive from it and the class id."})
     recipe: str | None = field(
         default=None,
         metadata={
-            "help": "'official': the official code's loss and schedule (overrides loss_scale, ce_weight, "
-            "bn_weight, first_bn_multiplier, crop_scale_min, roll, learning_rate, iterations, keep_best)."
+            "help": "A named preset of options (wmdd_hf/recipes/<name>.yaml: 'official', the official code's loss "
+            "and schedule; 'real_start', the real start chosen on validation; 'sre2l', SRe2L's two losses). It sets "
+            "the options left at their defaults and never overwrites one you set."
         },
     )
-    temperature: float = field(default=1.0, metadata={"help": "Temperature of the stored soft labels."})
-    soft_label_epochs: int = field(
-        default=0, metadata={"help": "Augmented views per image with stored soft labels (0: none)."}
-    )
-    seed: int = field(default=42, metadata={"help": "Run seed; per-class seeds derive from it and the class id."})
+    # --- Data ----------------------------------------------------------------------------------------------------
     image_column: str | None = field(default=None, metadata={"help": "Image column (auto-detected)."})
     label_column: str | None = field(default=None, metadata={"help": "ClassLabel column (auto-detected)."})
     class_mapping: str | None = field(
@@ -205,7 +127,156 @@ class DistillationArguments:
         },
     )
     num_workers: int = field(default=0, metadata={"help": "DataLoader workers of the statistics pass."})
-    logging_steps: int = field(default=50, metadata={"help": "Log losses every this many synthesis steps."})
+    stats_batch_size: int = field(default=500, metadata={"help": "Batch size of the statistics pass."})
+    # --- Teacher features ----------------------------------------------------------------------------------------
+    feature_pool: FeaturePool = field(
+        default="none",
+        metadata={
+            "help": "Teacher features the barycenters are computed on and synthesis matches: 'none' (the "
+            "classifier's input) or 'avg' (the last feature map averaged over positions; timm teachers)."
+        },
+    )
+    statistics_view: StatisticsView = field(
+        default="clean",
+        metadata={
+            "help": "'clean': features and norm statistics of the real images as they are; 'augmented': of one "
+            "random view per image from the synthesis augmentation (crop_scale_min, flip), so the barycenter "
+            "points are targets the augmented synthetic views can reach."
+        },
+    )
+    max_features_per_class: int | None = field(
+        default=4096,
+        metadata={
+            "help": "Cap on the teacher features kept per class (a seeded random subset, the same whatever the "
+            "number of processes): memory stays at classes x cap x feature width x 4 bytes. None keeps every one. "
+            "What the cap costs in barycenter W2: benchmarks/results/cap_cost.md."
+        },
+    )
+    # --- Barycenters ---------------------------------------------------------------------------------------------
+    images_per_class: int = field(
+        default=10, metadata={"help": "IPC: synthetic images (= barycenter points) per class."}
+    )
+    barycenter_weights: BarycenterWeights = field(
+        default="learned", metadata={"help": "'learned' (the paper) or 'uniform' barycenter weights."}
+    )
+    barycenter_iterations: int = field(default=30, metadata={"help": "Alternating rounds of the barycenter solver."})
+    barycenter_solver: BarycenterSolver = field(
+        default="exact", metadata={"help": "Transport solver: 'exact' (network simplex) or 'sinkhorn'."}
+    )
+    barycenter_damping: float = field(default=1.0, metadata={"help": "theta of the position step, in (0, 1]."})
+    # --- Synthesis -----------------------------------------------------------------------------------------------
+    iterations: int = field(
+        default=_synthesis_default("iterations"), metadata={"help": "Synthesis steps per class batch."}
+    )
+    learning_rate: float = field(
+        default=_synthesis_default("learning_rate"),
+        metadata={"help": "Adam learning rate on pixels in [0, 1] (cosine decay)."},
+    )
+    bn_weight: float = field(
+        default=_synthesis_default("bn_weight"),
+        metadata={
+            "help": "lambda: weight of the per-class norm-statistics term (BatchNorm, LayerNorm and GroupNorm "
+            "inputs; a ratio with loss_scale='mean'). How it was chosen: docs/tuning.md."
+        },
+    )
+    feature_loss: FeatureLoss = field(
+        default=_synthesis_default("feature_loss"),
+        metadata={"help": "Feature term: 'wasserstein' (match barycenter points) or 'cross_entropy'."},
+    )
+    bn_loss: BnLoss = field(
+        default=_synthesis_default("bn_loss"),
+        metadata={"help": "Norm-statistics term: 'per_class' (PCBN), 'global' (SRe2L) or 'none'."},
+    )
+    init: Init = field(
+        default="noise",
+        metadata={
+            "help": "Initial pixels: 'noise', 'real' (the real images nearest to the barycenter points) or "
+            "'patches' (a mosaic of the teacher's favourite real crops near each point)."
+        },
+    )
+    batch_size: int = field(
+        default=100,
+        metadata={"help": "Synthetic images optimised together (whole classes: max(1, batch_size // IPC) classes)."},
+    )
+    crop_scale_min: float = field(
+        default=0.5, metadata={"help": "Smallest area fraction of the random resized crop during synthesis."}
+    )
+    # --- Synthesis, research knobs -------------------------------------------------------------------------------
+    loss_scale: LossScale = field(
+        default=_synthesis_default("loss_scale"),
+        metadata={
+            "help": "'sum' (sums of squares), 'mean' (lambda as a ratio: feature term a mean over images, "
+            "statistic term a mean of per-layer norms) or 'official' (the official code's terms)."
+        },
+    )
+    feature_norm: FeatureNorm = field(
+        default=_synthesis_default("feature_norm"),
+        metadata={"help": "With loss_scale='mean': 'squared', 'norm' (per image) or 'frobenius'."},
+    )
+    first_bn_multiplier: float = field(
+        default=_synthesis_default("first_bn_multiplier"), metadata={"help": "Weight of the first norm layer's term."}
+    )
+    ce_weight: float = field(
+        default=_synthesis_default("ce_weight"),
+        metadata={"help": "Cross-entropy weight added to the Wasserstein term (official r_wb)."},
+    )
+    jitter: float = field(default=0.0, metadata={"help": "Random translation (fraction of the side) during synthesis."})
+    roll: float = field(
+        default=_synthesis_default("roll"),
+        metadata={"help": "Random circular roll of 0..roll x side pixels per view (the official jitter)."},
+    )
+    crop_milestone: float | None = field(
+        default=_synthesis_default("crop_milestone"),
+        metadata={
+            "help": "Easy-to-hard crops: the smallest crop area falls from 1 to crop_scale_min until this "
+            "fraction of the iterations (half cosine), then stays."
+        },
+    )
+    keep_best: bool = field(
+        default=_synthesis_default("keep_best"), metadata={"help": "Keep the lowest-loss iterate instead of the last."}
+    )
+    feature_view: FeatureView = field(
+        default=_synthesis_default("feature_view"),
+        metadata={
+            "help": "'clean': match the un-augmented images' features to the points (the statistic and CE "
+            "terms keep the augmented view); 'augmented': the view's features."
+        },
+    )
+    patch_grid: int = field(default=2, metadata={"help": "init='patches': a grid x grid mosaic per image."})
+    patch_candidates: int = field(
+        default=8, metadata={"help": "init='patches': real images nearest to each point whose crops compete."}
+    )
+    # --- Speed (for GPUs) ----------------------------------------------------------------------------------------
+    synthesis_precision: Precision = field(
+        default=_synthesis_default("precision"),
+        metadata={
+            "help": "'bf16': teacher forward under bf16 autocast during synthesis (moments and losses stay "
+            "fp32). For GPUs; off by default."
+        },
+    )
+    channels_last: bool = field(
+        default=_synthesis_default("channels_last"),
+        metadata={"help": "NHWC teacher and views during synthesis (GPUs)."},
+    )
+    torch_compile: bool = field(
+        default=False,
+        metadata={
+            "help": "torch.compile the teacher in place before synthesis (its norm-layer names, and so the "
+            "statistics' keys, stay the same); synthesis and soft labels run compiled. For GPUs; off by default."
+        },
+    )
+    torch_compile_backend: str = field(
+        default="inductor", metadata={"help": "The torch.compile backend with torch_compile ('inductor', 'aot_eager')."}
+    )
+    # --- Labels --------------------------------------------------------------------------------------------------
+    temperature: float = field(default=1.0, metadata={"help": "Temperature of the stored soft labels."})
+    soft_label_epochs: int = field(
+        default=0, metadata={"help": "Augmented views per image with stored soft labels (0: none)."}
+    )
+    # --- Logging -------------------------------------------------------------------------------------------------
+    logging_steps: int = field(
+        default=_synthesis_default("log_every"), metadata={"help": "Log losses every this many synthesis steps."}
+    )
     report_to: str = field(
         default="none",
         metadata={"help": "Tracker(s) for Accelerate: 'tensorboard', 'wandb', 'all' or 'none' (comma-separated)."},
@@ -213,8 +284,12 @@ class DistillationArguments:
     run_name: str | None = field(default=None, metadata={"help": "Tracker run name."})
     disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
     save_plots: bool = field(
-        default=True, metadata={"help": "Save the synthetic grid and the barycenter PCA pictures."}
+        default=True,
+        metadata={
+            "help": "Whether to save the synthetic grid and the barycenter PCA pictures (--no_save_plots skips them)."
+        },
     )
+    # --- Hub -----------------------------------------------------------------------------------------------------
     push_to_hub: bool = field(
         default=False, metadata={"help": "Push the distilled set to the Hub at the end of distill()."}
     )
@@ -224,30 +299,25 @@ class DistillationArguments:
 
     def __post_init__(self):
         if self.recipe is not None:
-            if self.recipe not in RECIPES:
-                raise ValueError(f"recipe={self.recipe!r} is not one of {list(RECIPES)} (or None).")
-            for name, value in OFFICIAL_RECIPE.items():
-                setattr(self, name, value)
+            self._apply_recipe(load_recipe(self.recipe))
 
         def one_of(name: str, allowed: tuple[str, ...]):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not one of {list(allowed)}.")
 
-        one_of("feature_loss", FEATURE_LOSSES)
-        one_of("bn_loss", BN_LOSSES)
-        one_of("barycenter_weights", BARYCENTER_WEIGHTS)
-        one_of("barycenter_solver", BARYCENTER_SOLVERS)
+        one_of("barycenter_weights", get_args(BarycenterWeights))
+        one_of("barycenter_solver", get_args(BarycenterSolver))
         one_of("init", INITS)
-        one_of("statistics_view", ("clean", "augmented"))
+        one_of("statistics_view", get_args(StatisticsView))
         one_of("feature_pool", FEATURE_POOLS)
         if self.images_per_class < 1:
             raise ValueError(f"images_per_class={self.images_per_class}: it must be at least 1.")
-        for name in ("iterations", "batch_size", "stats_batch_size", "barycenter_iterations", "logging_steps"):
+        for name in ("batch_size", "stats_batch_size", "barycenter_iterations"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1.")
-        if self.learning_rate <= 0 or self.bn_weight < 0 or self.temperature <= 0:
-            raise ValueError("learning_rate and temperature must be > 0 and bn_weight >= 0.")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature={self.temperature} must be > 0.")
         if not 0 < self.barycenter_damping <= 1:
             raise ValueError(f"barycenter_damping={self.barycenter_damping} must be in (0, 1].")
         if not 0 < self.crop_scale_min <= 1:
@@ -266,8 +336,23 @@ class DistillationArguments:
                 f"{self.images_per_class}: a class needs at least as many kept features as barycenter points "
                 "(and real images to start from with init='real'). Raise the cap or lower images_per_class."
             )
+        self.synthesis_config()  # the synthesis options and their combinations are checked there, once
 
-        self.synthesis_config()  # checks the synthesis options and their combinations now
+    def _apply_recipe(self, preset: dict) -> None:
+        """Sets each option of ``preset`` that is still at its default; an option the user set keeps their value
+        (a value equal to the default counts as not set)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        unknown = sorted(set(preset) - set(defaults) - {"recipe"})
+        if unknown:
+            raise ValueError(f"recipe={self.recipe!r} names options DistillationArguments does not have: {unknown}.")
+        kept = []
+        for name, value in preset.items():
+            if getattr(self, name) == defaults[name]:
+                setattr(self, name, value)
+            elif getattr(self, name) != value:
+                kept.append(f"{name}={getattr(self, name)!r}")
+        if kept:
+            logger.info("recipe=%r: keeping the options you set: %s", self.recipe, ", ".join(kept))
 
     def __repr__(self) -> str:
         """Like the dataclass repr, with the token hidden (as ``transformers.TrainingArguments`` does)."""
@@ -281,25 +366,16 @@ class DistillationArguments:
         return max(1, self.batch_size // self.images_per_class)
 
     def synthesis_config(self) -> SynthesisConfig:
-        return SynthesisConfig(
-            iterations=self.iterations,
-            learning_rate=self.learning_rate,
-            bn_weight=self.bn_weight,
-            feature_loss=self.feature_loss,
-            bn_loss=self.bn_loss,
-            augment=AugmentConfig(scale=(self.crop_scale_min, 1.0), flip=True, jitter=self.jitter),
-            log_every=self.logging_steps,
-            loss_scale=self.loss_scale,
-            feature_norm=self.feature_norm,
-            first_bn_multiplier=self.first_bn_multiplier,
-            ce_weight=self.ce_weight,
-            roll=self.roll,
-            crop_milestone=self.crop_milestone,
-            keep_best=self.keep_best,
-            precision=self.synthesis_precision,
-            feature_view=self.feature_view,
-            channels_last=self.channels_last,
-        )
+        """The pixel optimisation's settings: each SynthesisConfig field from the argument of the same name
+        (``SYNTHESIS_FIELD_NAMES`` for the two that differ), the augmentation from ``crop_scale_min`` and
+        ``jitter``."""
+        values = {
+            f.name: getattr(self, SYNTHESIS_FIELD_NAMES.get(f.name, f.name))
+            for f in dataclasses.fields(SynthesisConfig)
+            if f.name != "augment"
+        }
+        augment = AugmentConfig(scale=(self.crop_scale_min, 1.0), flip=True, jitter=self.jitter)
+        return SynthesisConfig(augment=augment, **values)
 
     def result_arguments(self) -> dict:
         """The arguments that determine the distilled set (compared when a run resumes)."""

@@ -18,10 +18,13 @@ whole file or none of it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +35,43 @@ class OutputDirError(ValueError):
     """``output_dir`` holds a different run; the message names the differing arguments."""
 
 
+def temporary_name(path: Path) -> Path:
+    """``.<name>.<pid>.tmp`` beside ``path``: one name per process, and the pattern
+    :func:`remove_stale_temporaries` recognises."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, replace_folder: bool = False) -> Iterator[Path]:
+    """Yields a temporary name beside ``path`` to write a file or a folder to; on success renames it onto ``path``
+    (with ``replace_folder``, after deleting the folder already there: the caller has checked it may go), on error
+    deletes it. A run killed at any moment leaves the old ``path`` or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    _remove(tmp)  # a leftover of this very pid
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    if replace_folder and path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """Saves ``obj`` (tensors, numpy arrays, numbers, strings, lists, tuples, dicts) so that :func:`load` reads it
     back with ``weights_only=True``; written to a temporary name, then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(_encode(obj), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(_encode(obj), tmp)
 
 
 _NUMPY = "__numpy__"
@@ -71,11 +103,9 @@ def _decode(obj: Any) -> Any:
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Writes ``text`` to ``path`` through a temporary name."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def load(path: str | os.PathLike) -> Any:

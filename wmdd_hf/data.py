@@ -453,10 +453,10 @@ def decode_all(
         images.append(batch_images)
         labels.append(batch_labels)
     result = torch.cat(images), torch.cat(labels)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    torch.save({"images": result[0], "labels": result[1]}, tmp)
-    tmp.replace(cache)
+    from .checkpoint import atomic_path
+
+    with atomic_path(cache) as tmp:
+        torch.save({"images": result[0], "labels": result[1]}, tmp)
     return result
 
 

@@ -228,14 +228,7 @@ def train_student(
     num_classes = num_classes or (teacher.num_classes if teacher is not None else int(labels.max()) + 1)
     spec = ImageSpec(images.shape[1], tuple(images.shape[2:]))
     c = config.resolved(len(images), num_classes)
-    if c.protocol == "soft" and teacher is None and stored is None:
-        raise ValueError("The soft protocol needs a teacher or stored soft labels (a ViewLabels).")
-    if c.protocol == "fixed" and (soft_targets is None or soft_targets.shape != (len(images), num_classes)):
-        shape = None if soft_targets is None else tuple(soft_targets.shape)
-        raise ValueError(
-            f"The fixed protocol needs soft_targets of shape {(len(images), num_classes)} (got {shape}): one "
-            "probability row per image, e.g. the set's soft_label column or wmdd_hf.evaluation.with_soft_labels."
-        )
+    _check_protocol_inputs(c, teacher, stored, soft_targets, len(images), num_classes)
     device = resolve_device(device, teacher)
     if teacher is not None and next(teacher.parameters()).device != device:
         teacher = teacher.to(device)
@@ -243,18 +236,11 @@ def train_student(
     layout = _fast_layout(student, c.channels_last) if images.dim() == 4 else torch.contiguous_format
     student = student.to(memory_format=layout)
     g = torch.Generator().manual_seed(seed)
-    if c.protocol == "soft":
-        optimizer = torch.optim.AdamW(student.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, c.steps)
-    else:
-        optimizer = torch.optim.SGD(student.parameters(), lr=c.learning_rate, momentum=0.9, weight_decay=c.weight_decay)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [c.steps // 2], 0.1)
-    aug = AugmentConfig(scale=c.crop_scale, flip=True)
+    optimizer, scheduler = _optimizer(c, student)
     pixels = images.to(device).float().div_(255)  # each batch is put in `layout` right before the student sees it
-    labels = labels.to(device)
-    w = weights.to(device).float() if (weights is not None and c.weighted_kd and c.protocol == "soft") else None
-    # the fixed protocol's targets as logits: softmax(log p / T) in kd_loss (float16 zeros clamped, not -inf)
-    fixed_logits = soft_targets.to(device).float().clamp_min(1e-8).log() if c.protocol == "fixed" else None
+    batch_loss = _protocol_loss(
+        c, student, pixels, labels.to(device), layout, g, teacher, weights, stored, soft_targets
+    )
     batch = min(c.batch_size, len(images))
     steps_per_epoch = math.ceil(len(images) / batch)
     curve: list[tuple[int, float]] = []
@@ -265,28 +251,7 @@ def train_student(
         epoch, position = divmod(step, steps_per_epoch)
         if position == 0:
             order = torch.randperm(len(images), generator=g)
-        idx = order[position * batch : (position + 1) * batch].to(device)
-        if c.protocol == "hard":
-            x = augment(pixels[idx], aug, g) if c.augment else pixels[idx]
-            loss = F.cross_entropy(student(x.contiguous(memory_format=layout))[0], labels[idx])
-        elif c.protocol == "fixed":
-            x = augment(pixels[idx], aug, g) if c.augment else pixels[idx]
-            loss = kd_loss(student(x.contiguous(memory_format=layout))[0], fixed_logits[idx], c.temperature)
-        elif teacher is not None:
-            x = pixels[idx]
-            if c.augment:
-                x = augment(x, aug, g)
-                partners, boxes = sample_cutmix(len(idx), spec.size, g, p=c.cutmix_p)
-                x = apply_cutmix(x, x[partners.to(device)], boxes)
-            x = x.contiguous(memory_format=layout)
-            with torch.no_grad():
-                target = teacher(x)[0]
-            loss = kd_loss(student(x)[0], target, c.temperature, None if w is None else w[idx])
-        else:
-            e = epoch % stored.epochs
-            x = (stored.render(pixels, e, idx) if c.augment else pixels[idx]).contiguous(memory_format=layout)
-            target = stored.logits[e, idx.to(stored.logits.device)].to(device)
-            loss = kd_loss(student(x)[0], target, c.temperature, None if w is None else w[idx])
+        loss = batch_loss(epoch, order[position * batch : (position + 1) * batch].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -296,9 +261,7 @@ def train_student(
             curve.append((step + 1, val_acc))
             bar.set_postfix(val=f"{val_acc:.4f}")
     train_seconds = time.time() - start
-    acc = top5 = None
-    if test is not None:
-        acc, top5 = test_accuracy(student, *test)
+    acc, top5 = test_accuracy(student, *test) if test is not None else (None, None)
     return {
         "acc": acc,
         "top5": top5,
@@ -308,6 +271,68 @@ def train_student(
         "seconds": round(time.time() - start, 1),
         "seconds_per_step": train_seconds / c.steps,
     }
+
+
+def _check_protocol_inputs(c: EvaluationConfig, teacher, stored, soft_targets, n: int, num_classes: int) -> None:
+    if c.protocol == "soft" and teacher is None and stored is None:
+        raise ValueError("The soft protocol needs a teacher or stored soft labels (a ViewLabels).")
+    if c.protocol == "fixed" and (soft_targets is None or soft_targets.shape != (n, num_classes)):
+        shape = None if soft_targets is None else tuple(soft_targets.shape)
+        raise ValueError(
+            f"The fixed protocol needs soft_targets of shape {(n, num_classes)} (got {shape}): one "
+            "probability row per image, e.g. the set's soft_label column or wmdd_hf.evaluation.with_soft_labels."
+        )
+
+
+def _optimizer(c: EvaluationConfig, student: torch.nn.Module):
+    """AdamW + cosine for the soft protocol; SGD with momentum and one step decay at half-way for the others."""
+    if c.protocol == "soft":
+        optimizer = torch.optim.AdamW(student.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)
+        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, c.steps)
+    optimizer = torch.optim.SGD(student.parameters(), lr=c.learning_rate, momentum=0.9, weight_decay=c.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, [c.steps // 2], 0.1)
+
+
+def _protocol_loss(c: EvaluationConfig, student, pixels, labels, layout, g, teacher, weights, stored, soft_targets):
+    """The loss of one batch under ``c.protocol``, chosen once: ``(epoch, idx (b,)) -> scalar``. ``pixels (N, C,
+    H, W)`` in [0, 1] and ``labels (N,)`` on the student's device; ``g`` draws the augmentation."""
+    aug = AugmentConfig(scale=c.crop_scale, flip=True)
+    device = pixels.device
+
+    def view(idx):
+        return augment(pixels[idx], aug, g) if c.augment else pixels[idx]
+
+    if c.protocol == "hard":
+        return lambda epoch, idx: F.cross_entropy(student(view(idx).contiguous(memory_format=layout))[0], labels[idx])
+    if c.protocol == "fixed":
+        # the targets as logits: softmax(log p / T) in kd_loss (float16 zeros clamped, not -inf)
+        fixed_logits = soft_targets.to(device).float().clamp_min(1e-8).log()
+        return lambda epoch, idx: kd_loss(
+            student(view(idx).contiguous(memory_format=layout))[0], fixed_logits[idx], c.temperature
+        )
+    w = weights.to(device).float() if (weights is not None and c.weighted_kd) else None
+    if teacher is not None:  # the teacher labels every crop + flip + cutmix view
+
+        def relabelled(epoch, idx):
+            x = pixels[idx]
+            if c.augment:
+                x = augment(x, aug, g)
+                partners, boxes = sample_cutmix(len(idx), tuple(pixels.shape[2:]), g, p=c.cutmix_p)
+                x = apply_cutmix(x, x[partners.to(device)], boxes)
+            x = x.contiguous(memory_format=layout)
+            with torch.no_grad():
+                target = teacher(x)[0]
+            return kd_loss(student(x)[0], target, c.temperature, None if w is None else w[idx])
+
+        return relabelled
+
+    def replayed(epoch, idx):  # the stored views and the teacher's logits on them
+        e = epoch % stored.epochs
+        x = (stored.render(pixels, e, idx) if c.augment else pixels[idx]).contiguous(memory_format=layout)
+        target = stored.logits[e, idx.to(stored.logits.device)].to(device)
+        return kd_loss(student(x)[0], target, c.temperature, None if w is None else w[idx])
+
+    return replayed
 
 
 def _as_tensors(dataset: Dataset, spec: ImageSpec | None) -> tuple[torch.Tensor, torch.Tensor, ImageSpec]:
@@ -391,41 +416,27 @@ def evaluate_distilled(
     num_classes = distilled.features[detect_columns(distilled.features)[1]].num_classes
     weights = barycenter_weights(distilled)
     fixed = stored_soft_labels(distilled) if config.protocol == "fixed" else None
-    runs = []
-    for seed in seeds:
-        runs.append(
-            train_student(
-                images,
-                labels,
-                config,
-                seed,
-                teacher=None if use_stored_soft_labels else teacher_bb,
-                weights=weights,
-                stored=stored,
-                validation=validation,
-                test=test,
-                num_classes=num_classes,
-                device=device,
-                desc=f"student seed {seed}",
-                soft_targets=fixed,
-            )
+    runs = [
+        train_student(
+            images,
+            labels,
+            config,
+            seed,
+            teacher=None if use_stored_soft_labels else teacher_bb,
+            weights=weights,
+            stored=stored,
+            validation=validation,
+            test=test,
+            num_classes=num_classes,
+            device=device,
+            desc=f"student seed {seed}",
+            soft_targets=fixed,
         )
-    accs = [r["acc"] for r in runs]
-    vals = [r["val_acc"] for r in runs if r["val_acc"] is not None]
-    result = {
-        "acc_mean": float(np.mean(accs)),
-        "acc_std": float(np.std(accs)),
-        "top5_mean": float(np.mean([r["top5"] for r in runs])),
-        "accs": accs,
-        "val_acc_mean": float(np.mean(vals)) if vals else None,
-        "seeds": list(seeds),
-        "curves": [r["curve"] for r in runs],
-        "protocol": config.resolved(len(images), num_classes).describe(),
-        "eval_seconds": round(sum(r["seconds"] for r in runs), 1),
-        "seconds_per_student": round(float(np.mean([r["seconds"] for r in runs])), 1),
-        "seconds_per_step": float(np.mean([r["seconds_per_step"] for r in runs])),
-        "weighted": weights is not None and config.weighted_kd and config.protocol == "soft",
-    }
+        for seed in seeds
+    ]
+    result = summarise_students(runs, seeds)
+    result["protocol"] = config.resolved(len(images), num_classes).describe()
+    result["weighted"] = weights is not None and config.weighted_kd and config.protocol == "soft"
     if plot_path and validation is not None:
         from .visualization import save_accuracy_curve
 
@@ -435,3 +446,21 @@ def evaluate_distilled(
             f"{config.protocol} protocol (validation accuracy)",
         )
     return result
+
+
+def summarise_students(runs: list[dict], seeds) -> dict:
+    """Mean and std over the students of :func:`train_student` (accuracies as fractions, times in seconds)."""
+    accs = [r["acc"] for r in runs]
+    vals = [r["val_acc"] for r in runs if r["val_acc"] is not None]
+    return {
+        "acc_mean": float(np.mean(accs)),
+        "acc_std": float(np.std(accs)),
+        "top5_mean": float(np.mean([r["top5"] for r in runs])),
+        "accs": accs,
+        "val_acc_mean": float(np.mean(vals)) if vals else None,
+        "seeds": list(seeds),
+        "curves": [r["curve"] for r in runs],
+        "eval_seconds": round(sum(r["seconds"] for r in runs), 1),
+        "seconds_per_student": round(float(np.mean([r["seconds"] for r in runs])), 1),
+        "seconds_per_step": float(np.mean([r["seconds_per_step"] for r in runs])),
+    }

@@ -48,15 +48,15 @@ def write_class(folder: str | os.PathLike, class_id: int, features: torch.Tensor
     """Writes one class's ``features (n, D)`` float32 and dataset ``rows (n,)`` int64; temporary name, then rename."""
     from safetensors.torch import save_file
 
+    from .checkpoint import atomic_path
+
     path = shard_path(folder, class_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(
-        {"features": features.float().contiguous(), "rows": rows.to(torch.int64).contiguous()},
-        str(tmp),
-        metadata={"class_id": str(class_id)},
-    )
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(
+            {"features": features.float().contiguous(), "rows": rows.to(torch.int64).contiguous()},
+            str(tmp),
+            metadata={"class_id": str(class_id)},
+        )
     return path
 
 

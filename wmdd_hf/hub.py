@@ -29,6 +29,8 @@ from pathlib import Path
 
 from datasets import Dataset
 
+from .checkpoint import atomic_path
+
 CARD_TEMPLATE = "distilled_dataset_card.md"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 
@@ -125,23 +127,18 @@ def save_distilled(
     """Writes the distilled set in Hub layout (see the module docstring) and returns the folder."""
     folder = Path(folder)
     check_replaceable(folder)
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     metadata = dict(metadata)
-    metadata["data_files"] = {"default": _write_parquet(dataset, tmp / "data")}
-    if soft_label_views is not None:
-        metadata["data_files"]["soft_labels"] = _write_parquet(soft_label_views, tmp / "soft_labels")
-    grid_name = None
-    if grid_image is not None and Path(grid_image).exists():
-        grid_name = "synthetic_grid.png"
-        shutil.copy(grid_image, tmp / grid_name)
-    (tmp / "wmdd_hf.json").write_text(json.dumps(metadata, indent=2, default=str))
-    name = repo_id or metadata.get("repo_id") or folder.name
-    (tmp / "README.md").write_text(render_card(metadata, name, grid_name))
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+    with atomic_path(folder, replace_folder=True) as tmp:
+        metadata["data_files"] = {"default": _write_parquet(dataset, tmp / "data")}
+        if soft_label_views is not None:
+            metadata["data_files"]["soft_labels"] = _write_parquet(soft_label_views, tmp / "soft_labels")
+        grid_name = None
+        if grid_image is not None and Path(grid_image).exists():
+            grid_name = "synthetic_grid.png"
+            shutil.copy(grid_image, tmp / grid_name)
+        (tmp / "wmdd_hf.json").write_text(json.dumps(metadata, indent=2, default=str))
+        name = repo_id or metadata.get("repo_id") or folder.name
+        (tmp / "README.md").write_text(render_card(metadata, name, grid_name))
     return folder
 
 
@@ -174,11 +171,8 @@ def copy_distilled(source: Path, path: Path, protected: tuple[Path, ...] = ()) -
     if path.resolve() == source.resolve():
         return path
     check_replaceable(path, protected=protected)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    shutil.copytree(source, tmp)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    with atomic_path(path, replace_folder=True) as tmp:
+        shutil.copytree(source, tmp)
     return path
 
 

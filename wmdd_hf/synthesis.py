@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -47,12 +48,14 @@ from .augment import AugmentConfig, augment
 from .backbones import Backbone, norm_channel_dim
 from .statistics import NormMoments, per_sample_moments
 
-FEATURE_LOSSES = ("wasserstein", "cross_entropy")
-LOSS_SCALES = ("sum", "mean", "official")
-FEATURE_NORMS = ("squared", "norm", "frobenius")
-PRECISIONS = ("fp32", "bf16")
-FEATURE_VIEWS = ("augmented", "clean")
-BN_LOSSES = ("per_class", "global", "none")
+FeatureLoss = Literal["wasserstein", "cross_entropy"]
+BnLoss = Literal["per_class", "global", "none"]
+LossScale = Literal["sum", "mean", "official"]
+FeatureNorm = Literal["squared", "norm", "frobenius"]
+FeatureView = Literal["augmented", "clean"]
+Precision = Literal["fp32", "bf16"]
+FEATURE_LOSSES, BN_LOSSES, LOSS_SCALES = get_args(FeatureLoss), get_args(BnLoss), get_args(LossScale)
+FEATURE_NORMS, FEATURE_VIEWS, PRECISIONS = get_args(FeatureNorm), get_args(FeatureView), get_args(Precision)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -69,27 +72,34 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclass
 class SynthesisConfig:
-    """Hyper-parameters of the pixel optimisation (see :class:`wmdd_hf.DistillationArguments` for their help)."""
+    """Hyper-parameters of the pixel optimisation: the one owner of their defaults and checks
+    (:class:`wmdd_hf.DistillationArguments` takes both from here and holds their help strings)."""
 
     iterations: int = 1000
     learning_rate: float = 0.1
     bn_weight: float = 10.0
-    feature_loss: str = "wasserstein"
-    bn_loss: str = "per_class"
+    feature_loss: FeatureLoss = "wasserstein"
+    bn_loss: BnLoss = "per_class"
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(scale=(0.5, 1.0), flip=True, jitter=0.0))
     log_every: int = 50
-    loss_scale: str = "mean"
-    feature_norm: str = "squared"
+    loss_scale: LossScale = "mean"
+    feature_norm: FeatureNorm = "squared"
     first_bn_multiplier: float = 1.0
     ce_weight: float = 0.0
     roll: float = 0.0
     crop_milestone: float | None = None
     keep_best: bool = False
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     channels_last: bool = False
-    feature_view: str = "augmented"
+    feature_view: FeatureView = "augmented"
 
     def __post_init__(self):
+        if self.iterations < 1 or self.log_every < 1:
+            raise ValueError(f"iterations={self.iterations} and logging_steps={self.log_every} must be at least 1.")
+        if self.learning_rate <= 0 or self.bn_weight < 0:
+            raise ValueError(
+                f"learning_rate={self.learning_rate} must be > 0 and bn_weight={self.bn_weight} must be >= 0."
+            )
         if self.feature_loss not in FEATURE_LOSSES:
             raise ValueError(f"feature_loss={self.feature_loss!r} is not one of {FEATURE_LOSSES}.")
         if self.bn_loss not in BN_LOSSES:

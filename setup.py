@@ -36,6 +36,7 @@ setup(
         "jinja2>=3.1",
     ],
     extras_require={
-        "dev": ["pytest>=8", "ruff>=0.6", "tensorboard>=2.15"],
+        "latent": ["diffusers>=0.30,<1"],
+        "dev": ["pytest>=8", "ruff>=0.6", "tensorboard>=2.15", "diffusers>=0.30,<1"],
     },
 )

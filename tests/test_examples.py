@@ -33,6 +33,7 @@ def _run(args, timeout=600, **env):
         ("examples/train_teacher.py", "--epochs"),
         ("examples/distill.py", "--images_per_class"),
         ("examples/evaluate.py", "--protocol"),
+        ("examples/train_autoencoder.py", "--latent_channels"),
     ],
 )
 def test_help(script, flag):

@@ -49,6 +49,7 @@ NON_RESULT_FIELDS = {
     "num_workers",
     "disable_tqdm",
     "save_plots",
+    "generator",  # where the autoencoder lives; its weights' fingerprint is what run_config.json compares
 }
 
 #: SynthesisConfig fields whose DistillationArguments field has another name.
@@ -88,7 +89,7 @@ class DistillationArguments:
         Barycenters: ``images_per_class``, ``barycenter_weights``, ``barycenter_iterations``, ``barycenter_solver``,
             ``barycenter_damping``.
         Synthesis: ``iterations``, ``learning_rate``, ``bn_weight``, ``feature_loss``, ``bn_loss``, ``init``,
-            ``batch_size``, ``crop_scale_min``.
+            ``generator``, ``batch_size``, ``crop_scale_min``.
         Synthesis, research knobs (the sweep's; defaults off): ``loss_scale``, ``feature_norm``,
             ``first_bn_multiplier``, ``ce_weight``, ``jitter``, ``roll``, ``crop_milestone``, ``keep_best``,
             ``feature_view``, ``patch_grid``, ``patch_candidates``.
@@ -192,6 +193,13 @@ class DistillationArguments:
         metadata={
             "help": "Initial pixels: 'noise', 'real' (the real images nearest to the barycenter points) or "
             "'patches' (a mosaic of the teacher's favourite real crops near each point)."
+        },
+    )
+    generator: str | None = field(
+        default=None,
+        metadata={
+            "help": "A diffusers AutoencoderKL (folder or Hub id) whose latents synthesis optimises instead of the "
+            "pixels (images = its decoding; the start is the encoding of the init images). None: pixels."
         },
     )
     batch_size: int = field(

@@ -130,6 +130,7 @@ class Distiller:
         )
         self.output_dir = Path(self.args.output_dir)
         self.metrics: dict = {}
+        self.image_space = self._image_space()
         self.image_column, self.label_column = self._validate()
         self.class_names = list(train_dataset.features[self.label_column].names)
         self.num_classes = len(self.class_names)
@@ -361,6 +362,7 @@ class Distiller:
             on_log,
             on_step,
             loss_fn=self.synthesis_loss,
+            space=self.image_space,
         )
         return {"classes": classes, "images": images.float().cpu(), "labels": labels, "history": history}
 
@@ -562,6 +564,16 @@ class Distiller:
     def _progress(self) -> bool:
         return self.accelerator.is_main_process and not self.args.disable_tqdm
 
+    def _image_space(self):
+        """Pixels, or the latents of ``args.generator`` (checked against the teacher's input now)."""
+        from .generators import LatentSpace, PixelSpace, check_generator
+
+        if self.args.generator is None:
+            return PixelSpace()
+        space = LatentSpace.from_pretrained(self.args.generator).to(self.accelerator.device)
+        check_generator(space, self.teacher.spec.channels, self.teacher.spec.size)
+        return space
+
     def _validate(self) -> tuple[str, str]:
         a = self.args
         if a.init in ("real", "patches") and not isinstance(self.train_dataset, Dataset):
@@ -596,7 +608,18 @@ class Distiller:
             # a stream has no fingerprint that changes with its data: None, and such runs are not resumed
             "dataset_fingerprint": getattr(ds, "_fingerprint", None) if isinstance(ds, Dataset) else None,
             "num_classes": self.num_classes,
+            **self._generator_fingerprint(),
         }
+
+    def _generator_fingerprint(self) -> dict:
+        """With a generator, its weights' fingerprint (a resume refuses another autoencoder); nothing without one,
+        so a pixel run's run_config.json is as before."""
+        space = self.image_space
+        return (
+            {"generator_fingerprint": ckpt.fingerprint_module(space.autoencoder)}
+            if hasattr(space, "autoencoder")
+            else {}
+        )
 
     def _begin(self) -> None:
         a = self.args

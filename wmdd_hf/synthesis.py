@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from .augment import AugmentConfig, augment
 from .backbones import Backbone, norm_channel_dim
+from .generators import PixelSpace
 from .statistics import NormMoments, per_sample_moments
 
 FeatureLoss = Literal["wasserstein", "cross_entropy"]
@@ -285,6 +286,7 @@ def synthesize_batch(
     on_log: Callable[[int, dict], None] | None = None,
     on_step: Callable[[int], None] | None = None,
     loss_fn: Callable[[SynthesisTerms], torch.Tensor] | None = None,
+    space=None,
 ) -> tuple[torch.Tensor, list[dict]]:
     """Optimises one batch of synthetic images.
 
@@ -301,6 +303,8 @@ def synthesize_batch(
             ``config.log_every`` iterations and at the last one.
         on_step: called as ``on_step(iteration)`` after every optimisation step.
         loss_fn: the step's loss from its :class:`SynthesisTerms` (default :func:`default_loss`).
+        space: what is optimised: :class:`wmdd_hf.generators.PixelSpace` (default) or ``LatentSpace`` (the
+            latents of an autoencoder, images = its decoding).
 
     Returns:
         the optimised images ``(B, C, H, W)`` in [0, 1] (detached) and the logged history.
@@ -311,8 +315,9 @@ def synthesize_batch(
     classes, slots = labels.unique(sorted=True, return_inverse=True)
     weights = weights.to(device, torch.float32)
     weights = weights / torch.zeros(len(classes), device=device).index_add(0, slots, weights)[slots]
-    pixels = images.detach().clone().to(device).requires_grad_(True)
-    optimizer = torch.optim.Adam([pixels], lr=config.learning_rate, betas=(0.5, 0.9))
+    space = space or PixelSpace()
+    leaf = space.start(images.to(device)).requires_grad_(True)
+    optimizer = torch.optim.Adam([leaf], lr=config.learning_rate, betas=(0.5, 0.9))
     loss_fn = loss_fn or (lambda terms: default_loss(terms, config.bn_weight))
     history: list[dict] = []
     best_loss, best = math.inf, None
@@ -322,6 +327,7 @@ def synthesize_batch(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             statistics.reset()
+            pixels = space.render(leaf)
             view = render_view(pixels, config, it, generator)
             logits, feats = _forward(backbone, view, config, device)
             if config.feature_view == "clean":  # the points are features of un-augmented images: match those
@@ -342,8 +348,7 @@ def synthesize_batch(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            with torch.no_grad():
-                pixels.clamp_(0.0, 1.0)
+            space.project(leaf)
             if on_step is not None:
                 on_step(it)
             if it % config.log_every == 0 or it == config.iterations - 1:
@@ -353,7 +358,8 @@ def synthesize_batch(
                     on_log(it, record)
     if config.keep_best and best is not None:
         return best, history
-    return pixels.detach(), history
+    with torch.no_grad():
+        return space.render(leaf).detach(), history
 
 
 def _forward(backbone: Backbone, x: torch.Tensor, config: SynthesisConfig, device: torch.device):

@@ -12,16 +12,11 @@
 #        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
 #        datasets==5.2.0 POT==0.9.6.post1 dill==0.4.1 multiprocess==0.70.19 fsspec==2026.9.0
 # 2. benchmarks/gpu.py alone (its timings need a quiet GPU) while the dataset cache is built.
-# 3. Lanes in parallel, one process each on the one GPU, each a sequence of benchmark commands that merge into
-#    their own results file under $RESULTS; afterwards, here:
-#      python benchmarks/merge_results.py <the files under $RESULTS>
-#    The lanes are the rows still missing from benchmarks/results/fashion_mnist.json (see section 3 below; the
-#    earlier lanes are in git history: budgets, references, sweeps, the core rows, the IPC 1 and 10 rows). Checked with
-#    QUICK=1 DEVICE=cpu LANES="variants1 sweep50" (2026-11-30, session 6; two benchmark lanes ran beside it): the
-#    2x2 ablation and SRe2L commands end rc=0; recipe="official" and the sweep50 points keep their own iteration
-#    counts (the official schedule; 200 steps from real images), so in QUICK mode they run until the deadline, and
-#    the init commands after them were skipped (the earlier check ran init real and patches at IPC 10, rc=0).
-#    Every command stops at the deadline (BUDGET seconds after the start); whatever finished is in the files.
+# 3. Run the declared experiments still missing (benchmarks/run_experiments.py), in lanes that run in parallel on
+#    the one GPU, each into its own results file under $RESULTS; afterwards, here:
+#      python benchmarks/merge_results.py <the files under $RESULTS> && python benchmarks/readme_table.py --write
+#    Every command stops at the deadline (BUDGET seconds after the start); whatever finished is in the files. The
+#    earlier hand-written lanes are in git history.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
@@ -76,68 +71,31 @@ CACHE=$!
 timeout 200 python3 benchmarks/gpu.py --device "$DEVICE" $GPU --results "$RESULTS/gpu.json" >"$RESULTS/gpu.log" 2>&1
 wait $CACHE
 
-# ---- 3. lanes ----------------------------------------------------------------------------------------------------
-# What is still missing from benchmarks/results/fashion_mnist.json (the first GPU session, 2026-11-30, measured the
-# budgets, the full-data references, the core rows at IPC 10 and 50, the hard protocol and the 2x2 ablation).
-Q="python3 benchmarks/quality.py --device $DEVICE $SYN"
-IPC1='{"bn_weight": 100.0}'  # the IPC 1 point chosen on validation (configs/fashion_mnist_ipc1.yaml)
-part() { cp benchmarks/results/fashion_mnist.json "$RESULTS/$1.json"; echo "--results $RESULTS/$1.json --work_dir $WORK/$1"; }
-
+# ---- 3. lanes: the declared experiments still missing ------------------------------------------------------------
+# Every row is a file under benchmarks/fashion_mnist/experiments/; `python benchmarks/run_experiments.py` lists the
+# missing ones. A lane runs those matching a glob, one after another, into its own results file (a copy of
+# benchmarks/results/fashion_mnist.json, so rows already there are skipped); the lanes run in parallel on the one GPU.
+part() { cp benchmarks/results/fashion_mnist.json "$RESULTS/$1.json"; }
+experiments() {  # experiments NAME GLOB
+  part "$1"
+  run python3 benchmarks/run_experiments.py --run --only "$2" --device "$DEVICE" --results "$RESULTS/$1.json" \
+    --work_dir "$WORK/$1" --quality_args "$SYN"
+}
 lane_smoke() {
   run python3 benchmarks/device_smoke.py --device "$DEVICE" $SMOKE --results "$RESULTS/device_smoke.json"
 }
-# every method row needs its no-augmentation row (ARS) and its hard-label row (HLR); session 4 measured on CPU the
-# IPC 10 no-augmentation rows of wmdd, herding, k-center and nearest, the unweighted ablation and the plain-user rows
-three() {  # three() W IPC METHOD [ARGS...]: the soft, no-augmentation and hard rows of one method
-  local W=$1 ipc=$2 m=$3; shift 3
-  run $Q --ipc "$ipc" --methods "$m" --seeds 0 1 2 $W "$@"
-  run $Q --ipc "$ipc" --methods "$m" --no_augment --seeds 0 1 2 $W "$@"
-  run $Q --ipc "$ipc" --methods "$m" --protocols hard --seeds 0 1 2 $W "$@"
-}
-# Measured on CPU by 2026-11-30 (sessions 6 and 7): every IPC 1 and IPC 10 row of the coresets, wmdd, random, the
-# 2x2 ablation, SRe2L, the official recipe and the inits, with their hard and no-augmentation rows, except those of
-# the two IPC 10 ablations (their sets were made on the H200 and did not come back). lane_variants1 stays for reruns.
-lane_ipc10_ablations() {  # the remaining no-augmentation and hard rows at IPC 10
-  local W; W=$(part ipc10_ablations)
-  run $Q --ipc 10 --methods ablation_cross_entropy_per_class ablation_wasserstein_global \
-    --no_augment --seeds 0 1 2 $W
-  run $Q --ipc 10 --methods ablation_cross_entropy_per_class ablation_wasserstein_global --protocols hard \
-    --seeds 0 1 2 $W
-}
-variants() {  # variants() IPC SYNTHESIS: the 2x2 ablation, SRe2L, the official recipe and the inits at one IPC
-  local ipc=$1 syn=$2 W; W=$(part "variants$ipc")
-  for m in ablation_cross_entropy_per_class ablation_wasserstein_global sre2l; do three "$W" "$ipc" $m --synthesis "$syn"; done
-  three "$W" "$ipc" wmdd --row_name wmdd_official --synthesis '{"recipe": "official"}'
-  three "$W" "$ipc" wmdd --row_name wmdd_init_real --synthesis "${syn%\}}, \"init\": \"real\", \"iterations\": 200}"
-  three "$W" "$ipc" wmdd --row_name wmdd_init_patches --synthesis "${syn%\}}, \"init\": \"patches\"}"
-}
-lane_variants1() { variants 1 "$IPC1"; }
-lane_variants50() { variants 50 '{"bn_weight": 10.0}'; }
-lane_ipc50_coresets() {
-  local W; W=$(part ipc50_coresets)
-  run $Q --ipc 50 --methods barycenter_nearest_real kcenter --seeds 0 1 2 $W
-  run $Q --ipc 50 --methods barycenter_nearest_real kcenter --no_augment --seeds 0 1 2 $W
-  run $Q --ipc 50 --methods barycenter_nearest_real kcenter --protocols hard --seeds 0 1 2 $W
-}
-# The H200 sets of the IPC 50 soft rows did not come back, and herding's IPC 50 picks move under TF32 rounding
-# (benchmarks/results/selection_sensitivity.md): wmdd and herding get all three protocols on one device's set; random
-# picks the same rows everywhere. Session 8 (CPU) measured random and wmdd hard (wmdd on a set made on that CPU).
-lane_ipc50_rest() {
-  local W; W=$(part ipc50_rest)
-  three "$W" 50 wmdd --synthesis '{"bn_weight": 10.0, "loss_scale": "mean"}'
-  three "$W" 50 herding
-  run $Q --ipc 50 --methods random --no_augment --seeds 0 1 2 $W
-  run $Q --ipc 50 --methods random --protocols hard --seeds 0 1 2 $W
-}
+lane_ipc50() { experiments ipc50 '*-ipc50-*'; }
+lane_latent() { experiments latent 'wmdd_latent*'; }
+lane_ipc10() { experiments ipc10 '*-ipc10-*'; }
 lane_sweep50() {  # issue 11 at IPC 50 on validation: the real start and lambda
   run python3 benchmarks/sweep.py --ipc 50 --device "$DEVICE" --seeds 0 1 2 $SW50 \
     --work_dir "$WORK/sweep50" --results "$RESULTS/sweep50.json" \
     --grid '{"loss_scale": ["mean"], "bn_weight": [10.0, 100.0], "init": ["real"], "iterations": [200]}'
 }
 
-for lane in ${LANES:-smoke ipc50_coresets ipc50_rest sweep50 ipc10_ablations variants50}; do
+for lane in ${LANES:-smoke ipc50 latent ipc10}; do
   "lane_$lane" >"$RESULTS/lane-$lane.log" 2>&1 &
 done
 wait
 echo "all lanes done after $(($(date +%s) - START)) s"
-grep -h "START\|END\|SKIPPED" "$RESULTS"/lane-*.log | sort -k2 | tail -60
+grep -h "START\|END\|SKIPPED\|^+" "$RESULTS"/lane-*.log | sort -k2 | tail -60

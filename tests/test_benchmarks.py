@@ -432,3 +432,55 @@ def test_the_headline_table_shows_each_regime_where_wmdd_and_random_were_both_me
     assert readme_table.replace_block(text, "headline", "new") == text.replace("old", "new")
     with pytest.raises(ValueError, match="no 'regimes table' markers"):
         readme_table.replace_block(text, "regimes", "new")
+
+
+def test_every_results_row_is_a_declared_experiment_and_every_experiment_is_one_row(tmp_path):
+    import json
+    import shutil
+
+    runner = _load("run_experiments")
+    experiments = runner.load_experiments()  # unique rows, known keys and students
+    rows = json.loads(runner.RESULTS.read_text())["results"]
+    copy = tmp_path / "experiments"
+    shutil.copytree(runner.EXPERIMENTS, copy)
+    assert runner.declare(rows, copy) == 0, (
+        "a results row has no experiment file: python benchmarks/run_experiments.py --declare"
+    )
+    measured = {name for name, e in experiments.items() if runner.measured(e, rows) is not None}
+    assert len(measured) == len(rows)  # each row is measured by exactly one declaration
+
+
+def test_the_runner_builds_the_quality_command_of_a_missing_row(tmp_path):
+    import json
+
+    runner = _load("run_experiments")
+    experiment = {
+        "method": "wmdd",
+        "row": "wmdd_latent_real",
+        "ipc": 10,
+        "protocol": "hard",
+        "augment": False,
+        "weighted_kd": True,
+        "student": "wmdd_convnet {'width': 64}",
+        "seeds": [0, 1, 2],
+        "synthesis": {"init": "real", "generator": "g"},
+    }
+    row = {**experiment, "method": "wmdd_latent_real", "seeds": [0, 1], "acc_mean": 0.7, "acc_std": 0.0}
+    del row["row"]
+    assert runner.measured(experiment, [row]) is None  # a seed missing
+    assert runner.measured(experiment, [{**row, "seeds": [0, 1, 2]}]) is not None
+    assert runner.measured({**experiment, "augment": True}, [{**row, "seeds": [0, 1, 2]}]) is None
+    cmd = runner.command(experiment, tmp_path / "r.json", "work", "cuda", "--student_steps 12")
+    text = " ".join(cmd)
+    assert "--methods wmdd --protocols hard --seeds 0 1 2" in text and "--row_name wmdd_latent_real" in text
+    assert "--no_augment" in cmd and "--unweighted" not in cmd
+    assert json.loads(cmd[cmd.index("--synthesis") + 1]) == {"generator": "g", "init": "real"}
+    assert cmd[-4:] == ["--device", "cuda", "--student_steps", "12"]
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.json").write_text(json.dumps({**experiment, "colour": 1}))
+    with pytest.raises(ValueError, match=r"unknown keys \['colour'\]"):
+        runner.load_experiments(tmp_path / "bad")
+    (tmp_path / "bad" / "a.json").write_text(json.dumps(experiment))
+    (tmp_path / "bad" / "b.json").write_text(json.dumps(experiment))
+    with pytest.raises(ValueError, match="b.json declares the same row as a.json"):
+        runner.load_experiments(tmp_path / "bad")

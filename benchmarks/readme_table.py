@@ -22,6 +22,7 @@ ORDER = [  # method -> label (None: the method's name)
     ("wmdd", "wmdd (defaults)"),
     ("wmdd_init_real", "wmdd, init real + 200 steps"),
     ("wmdd_init_patches", "wmdd, init patches (mosaic start)"),
+    ("wmdd_latent_real", "wmdd in autoencoder latents, init real + 200 steps"),
     ("random", None),
     ("barycenter_nearest_real", None),
     ("herding", None),
@@ -127,7 +128,7 @@ REGIMES = [
 SHORT = {title: short for (title, _, _), short in zip(REGIMES, ("soft", "hard + aug", "hard, no aug", "fixed + aug"))}
 
 #: The sets of the regimes table: the method (defaults and the config recipe), random, the real coresets.
-REGIME_SETS = ("wmdd", "wmdd_init_real", "random", "barycenter_nearest_real", "herding")
+REGIME_SETS = ("wmdd", "wmdd_init_real", "wmdd_latent_real", "random", "barycenter_nearest_real", "herding")
 
 
 def regimes(results: dict, ipc: int = 10) -> str:

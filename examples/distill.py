@@ -27,19 +27,31 @@ class ScriptArguments:
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
     train_split: str = field(default="train", metadata={"help": "Split to distil."})
-    eval_split: str | None = field(default="test", metadata={"help": "Real split for evaluation."})
+    eval_split: str | None = field(
+        default="test", metadata={"help": "Real split for --evaluate (read only then; 'None': no evaluation)."}
+    )
     streaming: bool = field(default=False, metadata={"help": "Stream the training split (large Hub datasets)."})
     evaluate: bool = field(default=False, metadata={"help": "Train students on the distilled set and report accuracy."})
+
+
+def load_splits(script: ScriptArguments):
+    """``(train, eval or None)``: the evaluation split is read only with ``--evaluate``, so a dataset with a
+    training split alone distils; with ``--evaluate`` a missing split is an error that lists the splits there."""
+    kwargs = {"name": script.dataset_config} if script.dataset_config else {}
+    train = load_image_dataset(script.dataset, script.train_split, streaming=script.streaming, **kwargs)
+    eval_split = None if script.eval_split in (None, "", "None", "none") else script.eval_split
+    if script.evaluate and eval_split is None:
+        raise ValueError("--evaluate needs --eval_split (the real split the students are tested on).")
+    test = load_image_dataset(script.dataset, eval_split, **kwargs) if script.evaluate else None
+    return train, test
 
 
 def main() -> None:
     from accelerate import PartialState
 
     script, args = parse_args((ScriptArguments, DistillationArguments))
-    kwargs = {"name": script.dataset_config} if script.dataset_config else {}
     with PartialState().main_process_first():  # one process builds or downloads the data; the others read its cache
-        train = load_image_dataset(script.dataset, script.train_split, streaming=script.streaming, **kwargs)
-        test = load_image_dataset(script.dataset, script.eval_split, **kwargs) if script.eval_split else None
+        train, test = load_splits(script)
     distiller = Distiller(model=script.teacher, args=args, train_dataset=train, eval_dataset=test)
     distilled = distiller.distill()
     if distiller.accelerator.is_main_process:

@@ -100,3 +100,28 @@ def test_distill_script_runs_logs_and_pushes(hub, tiny_teacher_dir, small_train,
     assert any(p.endswith(".parquet") for p in hub.repos["tester/from-cli"].files)
     events = list(out.rglob("events.out.tfevents.*"))
     assert events, "tensorboard logs were not written"
+
+
+def test_a_dataset_with_a_training_split_alone_distils_and_evaluate_names_the_missing_split(tmp_path):
+    import importlib.util
+
+    import numpy as np
+    from PIL import Image
+
+    from wmdd_hf.data import DatasetValidationError
+
+    for k in range(2):
+        folder = tmp_path / "data" / "train" / f"class{k}"
+        folder.mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((8, 8), 40 * i + 100 * k, dtype=np.uint8)).save(folder / f"{i}.png")
+    spec = importlib.util.spec_from_file_location("distill_example", ROOT / "examples" / "distill.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for split in ("test", "None"):
+        train, test = module.load_splits(module.ScriptArguments(dataset=str(tmp_path / "data"), eval_split=split))
+        assert len(train) == 6 and test is None
+    with pytest.raises(DatasetValidationError, match=r"Split 'test' is not in .*splits: \['train'\]"):
+        module.load_splits(module.ScriptArguments(dataset=str(tmp_path / "data"), evaluate=True))
+    with pytest.raises(ValueError, match="--evaluate needs --eval_split"):
+        module.load_splits(module.ScriptArguments(dataset=str(tmp_path / "data"), evaluate=True, eval_split="None"))

@@ -85,6 +85,8 @@ def test_end_to_end_on_fashion_mnist(tmp_path, tiny_teacher, small_train, small_
     assert "## Evaluation" in card and f"{100 * result['acc_mean']:.2f}" in card
     assert "configs:" in card  # re-rendering keeps the configs
     assert "loss scale `mean`" in card  # lambda is read with its scale
+    assert "| `images_per_class` | `2` |" in card and "| `iterations` | `80` |" in card  # set by this run
+    assert "`barycenter_solver`" not in card and "`output_dir`" not in card  # defaults and paths stay in the json
 
 
 def test_rerun_resumes_and_different_arguments_are_refused(tmp_path, tiny_teacher, small_train):

@@ -70,6 +70,20 @@ def _write_parquet(dataset: Dataset, folder: Path) -> str:
     return f"{folder.name}/{final.name}"
 
 
+def changed_arguments(arguments: dict) -> dict:
+    """The arguments that shape the set and differ from DistillationArguments' defaults (the card's table)."""
+    import dataclasses
+
+    from .arguments import NON_RESULT_FIELDS, DistillationArguments
+
+    defaults = {f.name: f.default for f in dataclasses.fields(DistillationArguments)}
+    return {
+        k: v
+        for k, v in arguments.items()
+        if k in defaults and k not in NON_RESULT_FIELDS and v != defaults[k] and not isinstance(v, (dict, list))
+    }
+
+
 def render_card(metadata: dict, repo_id: str, grid_image: str | None) -> str:
     """The dataset card (YAML header + Markdown body) from ``model_cards/distilled_dataset_card.md``."""
     from huggingface_hub import DatasetCard, DatasetCardData
@@ -109,6 +123,7 @@ def render_card(metadata: dict, repo_id: str, grid_image: str | None) -> str:
         teacher_description=teacher.get("architecture", "a classifier"),
         teacher_accuracy=f"{acc:.4f}" if isinstance(acc, float) else "not recorded",
         arguments={k: v for k, v in args.items() if k != "hub_token"},
+        changed_arguments=changed_arguments(args),
         soft_label_epochs=soft_epochs,
         evaluation=metadata.get("evaluation_markdown"),
         grid_image=grid_image or "",

@@ -44,10 +44,12 @@ class HubNetworkError(HubError, ConnectionError):
 
 
 def _template_text() -> str:
-    try:
-        return resources.files("wmdd_hf.model_cards").joinpath(CARD_TEMPLATE).read_text()
-    except (ModuleNotFoundError, FileNotFoundError):  # running from a source tree without installing
-        return (Path(__file__).resolve().parent.parent / "model_cards" / CARD_TEMPLATE).read_text()
+    """The card template: the source tree's own beside this module when there is one (a checkout or worktree reads
+    its own, not another checkout's through an editable install), else the copy inside the installed wheel."""
+    beside = Path(__file__).resolve().parent.parent / "model_cards" / CARD_TEMPLATE
+    if beside.is_file():
+        return beside.read_text()
+    return resources.files("wmdd_hf.model_cards").joinpath(CARD_TEMPLATE).read_text()
 
 
 def _size_category(n: int) -> str:

@@ -176,7 +176,7 @@ def set_metrics(
         "bn_loss_start": float(sum(r["bn_loss"] for r in first)),
         "bn_loss_end": float(sum(r["bn_loss"] for r in last)),
         "teacher_agreement": float((soft.probs.float().argmax(1) == synthetic.labels).float().mean()),
-        "w2_cost_mean": float(np.mean([bary.costs[k][-1] for k in bary.costs])),
+        "w2_cost_mean": bary.w2_cost_mean,
         "colour_spread": colour_spread(synthetic.images),
         "soft_label_bytes": int(soft.bytes),
         "point_distances": distances,

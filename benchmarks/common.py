@@ -13,7 +13,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from wmdd_hf import load_fashion_mnist  # noqa: E402
+from wmdd_hf import DistillationArguments, load_fashion_mnist  # noqa: E402
+from wmdd_hf.arguments import RESEARCH_FIELDS  # noqa: E402
 from wmdd_hf.checkpoint import atomic_save  # noqa: E402
 from wmdd_hf.checkpoint import load as load_checkpoint  # noqa: E402
 from wmdd_hf.data import train_validation_split  # noqa: E402
@@ -29,6 +30,13 @@ def pick_device(name: str | None) -> torch.device:
 
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def distillation_arguments(**options) -> DistillationArguments:
+    """``DistillationArguments`` from flat options, the form of the experiment files, the sweep's grids and the run
+    configs: the names of ``ResearchOptions`` go into ``research_options``."""
+    research = {k: options.pop(k) for k in list(options) if k in RESEARCH_FIELDS}
+    return DistillationArguments(**options, research_options=research)
 
 
 def benchmark_splits(limit_train: int | None = None):

@@ -48,6 +48,7 @@ from common import (  # noqa: E402
     VALIDATION_SIZE,
     benchmark_splits,
     device_name,
+    distillation_arguments,
     pick_device,
     reuse_statistics,
     share_statistics,
@@ -189,8 +190,8 @@ def synthesis_overrides(args) -> dict:
     given = {"bn_weight": args.bn_weight, "init": args.init}
     overrides = {"iterations": args.iterations, **{k: v for k, v in given.items() if v is not None}, **extra}
     # recorded with the library defaults they rely on, so a row says what made its set even after a default changes
-    defaults = DistillationArguments(output_dir="unused")
-    effective = {k: getattr(defaults, k) for k in ("loss_scale", "bn_weight", "init")}
+    defaults = DistillationArguments(output_dir="unused").to_dict()
+    effective = {k: defaults[k] for k in ("loss_scale", "bn_weight", "init")}
     effective["max_features_per_class"] = None  # the benchmark keeps every feature (the cap's cost: cap_cost.md)
     return dict(sorted({**effective, **overrides}.items()))
 
@@ -218,7 +219,7 @@ def distil(method: str, ipc: int, args, teacher, train, work: Path) -> tuple[obj
         return dataset, 0.0, metadata.get("metrics", {})
     shared = work / statistics_file(args.overrides)
     reuse_statistics(shared, out)
-    d_args = DistillationArguments(
+    d_args = distillation_arguments(
         output_dir=str(out),
         images_per_class=ipc,
         feature_loss=feature_loss,

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from wmdd_hf import DistillationArguments, Distiller, load_backbone  # noqa: E402
+from wmdd_hf import Distiller, load_backbone  # noqa: E402
 from wmdd_hf.evaluation import EvaluationConfig, evaluate_distilled  # noqa: E402
 from wmdd_hf.statistics import ClassStatistics  # noqa: E402
 
@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import (  # noqa: E402
     benchmark_splits,
     device_name,
+    distillation_arguments,
     pick_device,
     reuse_statistics,
     share_statistics,
@@ -96,7 +97,7 @@ def main() -> None:
         out = work / f"ipc{args.ipc}" / name_of(point)
         reuse_statistics(shared, out)
         start = time.time()
-        d_args = DistillationArguments(
+        d_args = distillation_arguments(
             output_dir=str(out),
             images_per_class=args.ipc,
             seed=0,

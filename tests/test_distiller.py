@@ -7,6 +7,7 @@ from datasets import load_dataset
 from transformers import TrainerCallback
 
 from wmdd_hf import DistillationArguments, Distiller
+from wmdd_hf.arguments import RESEARCH_FIELDS
 from wmdd_hf.checkpoint import OutputDirError, read_events
 from wmdd_hf.data import DatasetValidationError
 
@@ -39,7 +40,8 @@ def _args(tmp_path, **kw):
         soft_label_epochs=2,
     )
     defaults.update(kw)
-    return DistillationArguments(**defaults)
+    research = {k: defaults.pop(k) for k in list(defaults) if k in RESEARCH_FIELDS}
+    return DistillationArguments(**defaults, research_options=research)
 
 
 def test_end_to_end_on_fashion_mnist(tmp_path, tiny_teacher, small_train, small_test):

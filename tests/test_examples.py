@@ -47,9 +47,12 @@ def test_yaml_config_and_flags(tmp_path):
     assert args.images_per_class == 50 and args.bn_weight == 2.0 and args.output_dir == "from-yaml"
     assert args.trackers == ["tensorboard"]
     with pytest.raises(SystemExit):  # a Literal option: the CLI refuses the value and lists the choices
-        parse_args((DistillationArguments,), ["--feature_loss", "kl"])
-    with pytest.raises(ValueError, match="feature_loss='kl'"):  # the Python API checks it too
-        DistillationArguments(feature_loss="kl")
+        parse_args((DistillationArguments,), ["--init", "zeros"])
+    with pytest.raises(ValueError, match="feature_loss='kl'"):  # a research option is checked by the same owner
+        DistillationArguments(research_options={"feature_loss": "kl"})
+    config.write_text("bn_weight: 0.5\nresearch_options:\n  loss_scale: sum\n  roll: 0.25\n")  # a nested group
+    (args,) = parse_args((DistillationArguments,), ["--config", str(config)])
+    assert (args.research.loss_scale, args.research.roll, args.bn_weight) == ("sum", 0.25, 0.5)
     (teacher,) = parse_args((TeacherTrainingArguments,), ["--epochs", "3"])
     assert teacher.epochs == 3 and teacher.model == "wmdd_convnet"
 

@@ -1,6 +1,6 @@
 """wmdd_hf: dataset distillation via the Wasserstein metric (WMDD), for the Hugging Face ecosystem."""
 
-from .arguments import DistillationArguments
+from .arguments import DistillationArguments, ResearchOptions
 from .augment import AugmentConfig, apply_views, augment, sample_views
 from .backbones import Backbone, load_backbone, save_backbone
 from .barycenter import BarycenterResult, wasserstein_barycenter
@@ -26,6 +26,7 @@ __all__ = [
     "Distiller",
     "DistillerState",
     "EvaluationConfig",
+    "ResearchOptions",
     "SoftLabels",
     "SynthesisConfig",
     "SynthesisTerms",

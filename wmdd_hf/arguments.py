@@ -10,6 +10,7 @@ the options the user left at their defaults and never overwrites one they set.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass, field
 from functools import cache
@@ -68,6 +69,20 @@ def recipe_names() -> tuple[str, ...]:
     return tuple(sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml")))
 
 
+def _json_object(name: str, text: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f'{name}={text!r} is not JSON ({e}); write an object, e.g. \'{{"loss_scale": "sum"}}\'.'
+        ) from e
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}={text!r} must be a JSON object of option names and values.")
+    return value
+
+
 def load_recipe(name: str) -> dict:
     """The options of recipe ``name`` (``wmdd_hf/recipes/<name>.yaml``)."""
     import yaml
@@ -78,6 +93,125 @@ def load_recipe(name: str) -> dict:
 
 
 @dataclass
+class ResearchOptions:
+    """The method's research knobs: the 2x2 ablation's losses, the official code's loss and schedule, the sweep's
+    switches. Their defaults are the choices made on the validation split (``docs/tuning.md``); a user changes them
+    through ``DistillationArguments.research_options`` (a dict, or JSON on the command line) or a ``recipe``.
+
+    Parameters:
+        Teacher features and barycenters: ``statistics_view``, ``barycenter_weights``, ``barycenter_iterations``,
+            ``barycenter_damping``.
+        Synthesis: ``feature_loss``, ``bn_loss``, ``crop_scale_min``, ``loss_scale``, ``feature_norm``,
+            ``first_bn_multiplier``, ``ce_weight``, ``jitter``, ``roll``, ``crop_milestone``, ``keep_best``,
+            ``feature_view``, ``patch_grid``, ``patch_candidates``.
+    """
+
+    # --- Teacher features and barycenters ---------------------------------------------------------------------
+    statistics_view: StatisticsView = field(
+        default="clean",
+        metadata={
+            "help": "'clean': features and norm statistics of the real images as they are; 'augmented': of one "
+            "random view per image from the synthesis augmentation (crop_scale_min, flip), so the barycenter "
+            "points are targets the augmented synthetic views can reach."
+        },
+    )
+    barycenter_weights: BarycenterWeights = field(
+        default="learned", metadata={"help": "'learned' (the paper) or 'uniform' barycenter weights."}
+    )
+    barycenter_iterations: int = field(default=30, metadata={"help": "Alternating rounds of the barycenter solver."})
+    barycenter_damping: float = field(default=1.0, metadata={"help": "theta of the position step, in (0, 1]."})
+    # --- Synthesis ---------------------------------------------------------------------------------------------
+    feature_loss: FeatureLoss = field(
+        default=_synthesis_default("feature_loss"),
+        metadata={"help": "Feature term: 'wasserstein' (match barycenter points) or 'cross_entropy'."},
+    )
+    bn_loss: BnLoss = field(
+        default=_synthesis_default("bn_loss"),
+        metadata={"help": "Norm-statistics term: 'per_class' (PCBN), 'global' (SRe2L) or 'none'."},
+    )
+    crop_scale_min: float = field(
+        default=0.5, metadata={"help": "Smallest area fraction of the random resized crop during synthesis."}
+    )
+    loss_scale: LossScale = field(
+        default=_synthesis_default("loss_scale"),
+        metadata={
+            "help": "'sum' (sums of squares), 'mean' (lambda as a ratio: feature term a mean over images, "
+            "statistic term a mean of per-layer norms) or 'official' (the official code's terms)."
+        },
+    )
+    feature_norm: FeatureNorm = field(
+        default=_synthesis_default("feature_norm"),
+        metadata={"help": "With loss_scale='mean': 'squared', 'norm' (per image) or 'frobenius'."},
+    )
+    first_bn_multiplier: float = field(
+        default=_synthesis_default("first_bn_multiplier"), metadata={"help": "Weight of the first norm layer's term."}
+    )
+    ce_weight: float = field(
+        default=_synthesis_default("ce_weight"),
+        metadata={"help": "Cross-entropy weight added to the Wasserstein term (official r_wb)."},
+    )
+    jitter: float = field(default=0.0, metadata={"help": "Random translation (fraction of the side) during synthesis."})
+    roll: float = field(
+        default=_synthesis_default("roll"),
+        metadata={"help": "Random circular roll of 0..roll x side pixels per view (the official jitter)."},
+    )
+    crop_milestone: float | None = field(
+        default=_synthesis_default("crop_milestone"),
+        metadata={
+            "help": "Easy-to-hard crops: the smallest crop area falls from 1 to crop_scale_min until this "
+            "fraction of the iterations (half cosine), then stays."
+        },
+    )
+    keep_best: bool = field(
+        default=_synthesis_default("keep_best"), metadata={"help": "Keep the lowest-loss iterate instead of the last."}
+    )
+    feature_view: FeatureView = field(
+        default=_synthesis_default("feature_view"),
+        metadata={
+            "help": "'clean': match the un-augmented images' features to the points (the statistic and CE "
+            "terms keep the augmented view); 'augmented': the view's features."
+        },
+    )
+    patch_grid: int = field(default=2, metadata={"help": "init='patches': a grid x grid mosaic per image."})
+    patch_candidates: int = field(
+        default=8, metadata={"help": "init='patches': real images nearest to each point whose crops compete."}
+    )
+
+    def __post_init__(self):
+        for name, allowed in (
+            ("statistics_view", get_args(StatisticsView)),
+            ("barycenter_weights", get_args(BarycenterWeights)),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {list(allowed)}.")
+        if self.barycenter_iterations < 1:
+            raise ValueError(f"barycenter_iterations={self.barycenter_iterations} must be at least 1.")
+        if not 0 < self.barycenter_damping <= 1:
+            raise ValueError(f"barycenter_damping={self.barycenter_damping} must be in (0, 1].")
+        if not 0 < self.crop_scale_min <= 1:
+            raise ValueError(f"crop_scale_min={self.crop_scale_min} must be in (0, 1].")
+        if self.patch_grid < 1 or self.patch_candidates < 1:
+            raise ValueError("patch_grid and patch_candidates must be at least 1.")
+
+    @classmethod
+    def from_dict(cls, options: dict) -> ResearchOptions:
+        """``options`` checked by name: an unknown one is an error that lists the known ones."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            import difflib
+
+            hints = {u: difflib.get_close_matches(u, known, n=1) for u in unknown}
+            said = ", ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for u, h in hints.items())
+            raise ValueError(f"research_options names unknown options {said}; the known ones: {known}.")
+        return cls(**options)
+
+
+#: The research options' names (``ResearchOptions``' fields): flat keys in run configs, cards and benchmarks.
+RESEARCH_FIELDS = tuple(f.name for f in dataclasses.fields(ResearchOptions))
+
+
+@dataclass
 class DistillationArguments:
     """Arguments of :class:`wmdd_hf.Distiller` (and of ``examples/distill.py``), in groups; each field's help string
     (``--help``) says what it does, ``docs/tuning.md`` which values were chosen and where that was measured.
@@ -85,14 +219,11 @@ class DistillationArguments:
     Parameters:
         Run: ``output_dir``, ``overwrite_output_dir``, ``seed``, ``recipe``.
         Data: ``image_column``, ``label_column``, ``class_mapping``, ``num_workers``, ``stats_batch_size``.
-        Teacher features: ``feature_pool``, ``statistics_view``, ``max_features_per_class``.
-        Barycenters: ``images_per_class``, ``barycenter_weights``, ``barycenter_iterations``, ``barycenter_solver``,
-            ``barycenter_damping``.
-        Synthesis: ``iterations``, ``learning_rate``, ``bn_weight``, ``feature_loss``, ``bn_loss``, ``init``,
-            ``generator``, ``batch_size``, ``crop_scale_min``.
-        Synthesis, research knobs (the sweep's; defaults off): ``loss_scale``, ``feature_norm``,
-            ``first_bn_multiplier``, ``ce_weight``, ``jitter``, ``roll``, ``crop_milestone``, ``keep_best``,
-            ``feature_view``, ``patch_grid``, ``patch_candidates``.
+        Teacher features: ``feature_pool``, ``max_features_per_class``.
+        Barycenters: ``images_per_class``, ``barycenter_solver``.
+        Synthesis: ``iterations``, ``learning_rate``, ``bn_weight``, ``init``, ``generator``, ``batch_size``.
+        Research: ``research_options`` (a :class:`ResearchOptions`: the ablation's losses, the official schedule, the
+            sweep's switches), set by name, e.g. ``{"loss_scale": "sum", "barycenter_weights": "uniform"}``.
         Speed (for GPUs): ``synthesis_precision``, ``channels_last``, ``torch_compile``, ``torch_compile_backend``.
         Labels: ``temperature``, ``soft_label_epochs``.
         Logging: ``logging_steps``, ``report_to``, ``run_name``, ``disable_tqdm``, ``save_plots``.
@@ -137,14 +268,6 @@ class DistillationArguments:
             "classifier's input) or 'avg' (the last feature map averaged over positions; timm teachers)."
         },
     )
-    statistics_view: StatisticsView = field(
-        default="clean",
-        metadata={
-            "help": "'clean': features and norm statistics of the real images as they are; 'augmented': of one "
-            "random view per image from the synthesis augmentation (crop_scale_min, flip), so the barycenter "
-            "points are targets the augmented synthetic views can reach."
-        },
-    )
     max_features_per_class: int | None = field(
         default=4096,
         metadata={
@@ -157,14 +280,9 @@ class DistillationArguments:
     images_per_class: int = field(
         default=10, metadata={"help": "IPC: synthetic images (= barycenter points) per class."}
     )
-    barycenter_weights: BarycenterWeights = field(
-        default="learned", metadata={"help": "'learned' (the paper) or 'uniform' barycenter weights."}
-    )
-    barycenter_iterations: int = field(default=30, metadata={"help": "Alternating rounds of the barycenter solver."})
     barycenter_solver: BarycenterSolver = field(
         default="exact", metadata={"help": "Transport solver: 'exact' (network simplex) or 'sinkhorn'."}
     )
-    barycenter_damping: float = field(default=1.0, metadata={"help": "theta of the position step, in (0, 1]."})
     # --- Synthesis -----------------------------------------------------------------------------------------------
     iterations: int = field(
         default=_synthesis_default("iterations"), metadata={"help": "Synthesis steps per class batch."}
@@ -179,14 +297,6 @@ class DistillationArguments:
             "help": "lambda: weight of the per-class norm-statistics term (BatchNorm, LayerNorm and GroupNorm "
             "inputs; a ratio with loss_scale='mean'). How it was chosen: docs/tuning.md."
         },
-    )
-    feature_loss: FeatureLoss = field(
-        default=_synthesis_default("feature_loss"),
-        metadata={"help": "Feature term: 'wasserstein' (match barycenter points) or 'cross_entropy'."},
-    )
-    bn_loss: BnLoss = field(
-        default=_synthesis_default("bn_loss"),
-        metadata={"help": "Norm-statistics term: 'per_class' (PCBN), 'global' (SRe2L) or 'none'."},
     )
     init: Init = field(
         default="noise",
@@ -206,53 +316,14 @@ class DistillationArguments:
         default=100,
         metadata={"help": "Synthetic images optimised together (whole classes: max(1, batch_size // IPC) classes)."},
     )
-    crop_scale_min: float = field(
-        default=0.5, metadata={"help": "Smallest area fraction of the random resized crop during synthesis."}
-    )
-    # --- Synthesis, research knobs -------------------------------------------------------------------------------
-    loss_scale: LossScale = field(
-        default=_synthesis_default("loss_scale"),
+    # --- Research ----------------------------------------------------------------------------------------------
+    research_options: dict | str | None = field(
+        default=None,
         metadata={
-            "help": "'sum' (sums of squares), 'mean' (lambda as a ratio: feature term a mean over images, "
-            "statistic term a mean of per-layer norms) or 'official' (the official code's terms)."
+            "help": "The method's research knobs by name, as a JSON object (ResearchOptions' fields: the ablation's "
+            "feature_loss and bn_loss, the official schedule's loss_scale, roll, ce_weight, crop_scale_min, ..., the "
+            'sweep\'s switches; docs/tuning.md), e.g. \'{"loss_scale": "sum"}\'. Unset ones keep their defaults.'
         },
-    )
-    feature_norm: FeatureNorm = field(
-        default=_synthesis_default("feature_norm"),
-        metadata={"help": "With loss_scale='mean': 'squared', 'norm' (per image) or 'frobenius'."},
-    )
-    first_bn_multiplier: float = field(
-        default=_synthesis_default("first_bn_multiplier"), metadata={"help": "Weight of the first norm layer's term."}
-    )
-    ce_weight: float = field(
-        default=_synthesis_default("ce_weight"),
-        metadata={"help": "Cross-entropy weight added to the Wasserstein term (official r_wb)."},
-    )
-    jitter: float = field(default=0.0, metadata={"help": "Random translation (fraction of the side) during synthesis."})
-    roll: float = field(
-        default=_synthesis_default("roll"),
-        metadata={"help": "Random circular roll of 0..roll x side pixels per view (the official jitter)."},
-    )
-    crop_milestone: float | None = field(
-        default=_synthesis_default("crop_milestone"),
-        metadata={
-            "help": "Easy-to-hard crops: the smallest crop area falls from 1 to crop_scale_min until this "
-            "fraction of the iterations (half cosine), then stays."
-        },
-    )
-    keep_best: bool = field(
-        default=_synthesis_default("keep_best"), metadata={"help": "Keep the lowest-loss iterate instead of the last."}
-    )
-    feature_view: FeatureView = field(
-        default=_synthesis_default("feature_view"),
-        metadata={
-            "help": "'clean': match the un-augmented images' features to the points (the statistic and CE "
-            "terms keep the augmented view); 'augmented': the view's features."
-        },
-    )
-    patch_grid: int = field(default=2, metadata={"help": "init='patches': a grid x grid mosaic per image."})
-    patch_candidates: int = field(
-        default=8, metadata={"help": "init='patches': real images nearest to each point whose crops compete."}
     )
     # --- Speed (for GPUs) ----------------------------------------------------------------------------------------
     synthesis_precision: Precision = field(
@@ -306,38 +377,27 @@ class DistillationArguments:
     hub_token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
 
     def __post_init__(self):
+        if isinstance(self.research_options, str):  # JSON from the command line
+            self.research_options = _json_object("research_options", self.research_options)
+        self.research_options = dict(self.research_options or {})
         if self.recipe is not None:
             self._apply_recipe(load_recipe(self.recipe))
-
-        def one_of(name: str, allowed: tuple[str, ...]):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"{name}={value!r} is not one of {list(allowed)}.")
-
-        one_of("barycenter_weights", get_args(BarycenterWeights))
-        one_of("barycenter_solver", get_args(BarycenterSolver))
-        one_of("init", INITS)
-        one_of("statistics_view", get_args(StatisticsView))
-        one_of("feature_pool", FEATURE_POOLS)
-        if self.images_per_class < 1:
-            raise ValueError(f"images_per_class={self.images_per_class}: it must be at least 1.")
-        for name in ("batch_size", "stats_batch_size", "barycenter_iterations"):
+        self.research = ResearchOptions.from_dict(self.research_options)
+        one_of = {"init": INITS, "feature_pool": FEATURE_POOLS, "barycenter_solver": get_args(BarycenterSolver)}
+        for name, allowed in one_of.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {list(allowed)}.")
+        for name in ("images_per_class", "batch_size", "stats_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1.")
         if self.temperature <= 0:
             raise ValueError(f"temperature={self.temperature} must be > 0.")
-        if not 0 < self.barycenter_damping <= 1:
-            raise ValueError(f"barycenter_damping={self.barycenter_damping} must be in (0, 1].")
-        if not 0 < self.crop_scale_min <= 1:
-            raise ValueError(f"crop_scale_min={self.crop_scale_min} must be in (0, 1].")
         if self.push_to_hub and not self.hub_dataset_id:
             raise ValueError("push_to_hub=True needs hub_dataset_id='user/name'.")
         if self.hub_dataset_id is not None:
             from .hub import check_repo_id
 
             check_repo_id(self.hub_dataset_id)
-        if self.patch_grid < 1 or self.patch_candidates < 1:
-            raise ValueError("patch_grid and patch_candidates must be at least 1.")
         if self.max_features_per_class is not None and self.max_features_per_class < self.images_per_class:
             raise ValueError(
                 f"max_features_per_class={self.max_features_per_class} is below images_per_class="
@@ -347,10 +407,14 @@ class DistillationArguments:
         self.synthesis_config()  # the synthesis options and their combinations are checked there, once
 
     def _apply_recipe(self, preset: dict) -> None:
-        """Sets each option of ``preset`` that is still at its default; an option the user set keeps their value
-        (a value equal to the default counts as not set)."""
+        """Sets each option of ``preset`` that is still at its default (a value equal to the default counts as not
+        set) and each research option that ``research_options`` does not name; an option the user set keeps their
+        value."""
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        unknown = sorted(set(preset) - set(defaults) - {"recipe"})
+        research_defaults = {f.name: f.default for f in dataclasses.fields(ResearchOptions)}
+        preset = dict(preset)
+        research = preset.pop("research_options", None) or {}
+        unknown = sorted(set(preset) - set(defaults) - {"recipe"}) + sorted(set(research) - set(research_defaults))
         if unknown:
             raise ValueError(f"recipe={self.recipe!r} names options DistillationArguments does not have: {unknown}.")
         kept = []
@@ -359,6 +423,11 @@ class DistillationArguments:
                 setattr(self, name, value)
             elif getattr(self, name) != value:
                 kept.append(f"{name}={getattr(self, name)!r}")
+        for name, value in research.items():  # a research option named in research_options counts as set
+            if name not in self.research_options:
+                self.research_options[name] = value
+            elif self.research_options[name] != value:
+                kept.append(f"{name}={self.research_options[name]!r}")
         if kept:
             logger.info("recipe=%r: keeping the options you set: %s", self.recipe, ", ".join(kept))
 
@@ -374,28 +443,65 @@ class DistillationArguments:
         return max(1, self.batch_size // self.images_per_class)
 
     def synthesis_config(self) -> SynthesisConfig:
-        """The pixel optimisation's settings: each SynthesisConfig field from the argument of the same name
-        (``SYNTHESIS_FIELD_NAMES`` for the two that differ), the augmentation from ``crop_scale_min`` and
+        """The pixel optimisation's settings: each SynthesisConfig field from the argument or research option of the
+        same name (``SYNTHESIS_FIELD_NAMES`` for the two that differ), the augmentation from ``crop_scale_min`` and
         ``jitter``."""
-        values = {
-            f.name: getattr(self, SYNTHESIS_FIELD_NAMES.get(f.name, f.name))
-            for f in dataclasses.fields(SynthesisConfig)
-            if f.name != "augment"
-        }
-        augment = AugmentConfig(scale=(self.crop_scale_min, 1.0), flip=True, jitter=self.jitter)
+        values = {}
+        for f in dataclasses.fields(SynthesisConfig):
+            name = SYNTHESIS_FIELD_NAMES.get(f.name, f.name)
+            if f.name != "augment":
+                values[f.name] = getattr(self.research if name in RESEARCH_FIELDS else self, name)
+        r = self.research
+        augment = AugmentConfig(scale=(r.crop_scale_min, 1.0), flip=True, jitter=r.jitter)
         return SynthesisConfig(augment=augment, **values)
 
-    def result_arguments(self) -> dict:
-        """The arguments that determine the distilled set (compared when a run resumes)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in NON_RESULT_FIELDS}
-
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        """Every argument, flat: the research options as keys of their own (the form of ``run_config.json``,
+        ``wmdd_hf.json`` and the card), the token hidden."""
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k != "research_options"}
+        d.update(dataclasses.asdict(self.research))
         d["hub_token"] = "<HUB_TOKEN>" if d["hub_token"] else None
         return d
+
+    def result_arguments(self) -> dict:
+        """The arguments that determine the distilled set, flat (compared when a run resumes)."""
+        return {k: v for k, v in self.to_dict().items() if k not in NON_RESULT_FIELDS}
 
     @property
     def trackers(self) -> list[str]:
         if self.report_to in ("none", "", None):
             return []
         return [t.strip() for t in self.report_to.split(",")]
+
+
+def nest_research_options(options: dict, where: str) -> dict:
+    """``options`` with the research options given at the top level (the form before ``research_options`` existed)
+    moved into ``research_options``, with a ``FutureWarning``: the flat form is accepted until the next minor
+    release (CONTRIBUTING.md, deprecation). A research option named in both places keeps the nested value."""
+    flat = {k: options[k] for k in options if k in RESEARCH_FIELDS}
+    if not flat:
+        return options
+    import warnings
+
+    warnings.warn(
+        f"{where}: {sorted(flat)} are research options now; pass them as research_options={{...}} (the top-level "
+        "form goes in the next minor release).",
+        FutureWarning,
+        stacklevel=3,
+    )
+    nested = options.get("research_options") or {}
+    if isinstance(nested, str):
+        nested = _json_object("research_options", nested)
+    rest = {k: v for k, v in options.items() if k not in flat}
+    return {**rest, "research_options": {**flat, **nested}}
+
+
+_dataclass_init = DistillationArguments.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init_accepting_flat_research_options(self, *args, **kwargs):
+    _dataclass_init(self, *args, **nest_research_options(kwargs, "DistillationArguments"))
+
+
+DistillationArguments.__init__ = _init_accepting_flat_research_options

@@ -7,6 +7,8 @@ from typing import Any
 
 from transformers import HfArgumentParser
 
+from .arguments import RESEARCH_FIELDS, nest_research_options
+
 
 def parse_args(dataclass_types: tuple[type, ...], args: list[str] | None = None) -> tuple[Any, ...]:
     """Parses ``dataclass_types`` from ``args`` (default ``sys.argv[1:]``).
@@ -15,6 +17,7 @@ def parse_args(dataclass_types: tuple[type, ...], args: list[str] | None = None)
     """
     args = list(sys.argv[1:] if args is None else args)
     parser = HfArgumentParser(dataclass_types)
+    args = _nest_research_flags(args)
     if "--config" in args:
         i = args.index("--config")
         path = args[i + 1]
@@ -25,14 +28,54 @@ def parse_args(dataclass_types: tuple[type, ...], args: list[str] | None = None)
 
         with open(path) as f:
             config = yaml.safe_load(f) if path.endswith((".yaml", ".yml")) else json.load(f)
+        config = nest_research_options(config, path)
         # Flags given on the command line win over the file.
         flat = []
         for key, value in config.items():
             if f"--{key}" in args:
                 continue
-            if isinstance(value, (list, tuple)):
+            if isinstance(value, dict):  # e.g. research_options: one JSON flag
+                flat += [f"--{key}", json.dumps(value)]
+            elif isinstance(value, (list, tuple)):
                 flat += [f"--{key}", *map(str, value)]
             else:
                 flat += [f"--{key}", str(value)]
         args = flat + args
     return parser.parse_args_into_dataclasses(args=args)
+
+
+def _nest_research_flags(args: list[str]) -> list[str]:
+    """``--loss_scale sum`` (a research option given as a flag of its own, the form before ``research_options``)
+    becomes part of one ``--research_options`` JSON flag, with a ``FutureWarning``."""
+    import json
+
+    flat, rest, i = {}, [], 0
+    while i < len(args):
+        name = args[i][2:].replace("-", "_") if args[i].startswith("--") else None
+        if name in RESEARCH_FIELDS and i + 1 < len(args):
+            flat[name] = _flag_value(args[i + 1])
+            i += 2
+            continue
+        rest.append(args[i])
+        i += 1
+    if not flat:
+        return args
+    if "--research_options" in rest:
+        j = rest.index("--research_options")
+        flat = {**flat, **json.loads(rest[j + 1])}
+        del rest[j : j + 2]
+    nested = nest_research_options(flat, "command line")["research_options"]
+    return [*rest, "--research_options", json.dumps(nested)]
+
+
+def _flag_value(text: str):
+    """A flag's text as the JSON value it spells (``0.1`` -> 0.1, ``True`` -> true), else as a string."""
+    import json
+
+    lowered = {"true": True, "false": False, "none": None}.get(text.lower(), text)
+    if lowered is not text:
+        return lowered
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text

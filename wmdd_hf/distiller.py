@@ -179,7 +179,7 @@ class Distiller:
             self._decoded = None  # resumed: the decoded array is not needed
             return ClassStatistics.load(path)
         acc, a = self.accelerator, self.args
-        views = a.synthesis_config().augment if a.statistics_view == "augmented" else None
+        views = a.synthesis_config().augment if a.research.statistics_view == "augmented" else None
         with self._statistics_batches() as (batches, total):
             stats = collect_class_statistics(
                 self.teacher,
@@ -274,9 +274,9 @@ class Distiller:
             r = wasserstein_barycenter(
                 stats.features[k].numpy(),
                 a.images_per_class,
-                weights=a.barycenter_weights,
-                iterations=a.barycenter_iterations,
-                damping=a.barycenter_damping,
+                weights=a.research.barycenter_weights,
+                iterations=a.research.barycenter_iterations,
+                damping=a.research.barycenter_damping,
                 solver=a.barycenter_solver,
                 seed=class_seed(a.seed, k),
             )
@@ -307,7 +307,7 @@ class Distiller:
         acc, a = self.accelerator, self.args
         if a.torch_compile:  # in place: module names, and so the norm-layer statistics' keys, stay the same
             self.teacher.model.compile(backend=a.torch_compile_backend)
-        targets = NormTargets.from_moments(stats.norms, a.bn_loss) if a.bn_loss != "none" else None
+        targets = NormTargets.from_moments(stats.norms, a.research.bn_loss) if a.research.bn_loss != "none" else None
         batches = self.class_batches()
         self.state.max_steps = len(batches) * a.iterations
         with acc.split_between_processes(list(enumerate(batches))) as mine:
@@ -390,8 +390,8 @@ class Distiller:
             out = []
             for k in classes:
                 for point in np.asarray(bary.positions[k])[:m]:
-                    rows = nearest_rows(stats.features[k], stats.rows[k], point, a.patch_candidates)
-                    out.append(mosaic(self.teacher, real(rows), k, grid=a.patch_grid, generator=generator))
+                    rows = nearest_rows(stats.features[k], stats.rows[k], point, a.research.patch_candidates)
+                    out.append(mosaic(self.teacher, real(rows), k, grid=a.research.patch_grid, generator=generator))
             return torch.stack(out)
         if a.init == "real":
             return real([r for k in classes for r in nearest_real_rows(stats, bary, k, m)])
@@ -593,9 +593,9 @@ class Distiller:
         )
         if order is not None:  # on a copy: the caller's model keeps its head
             self.teacher = copy.deepcopy(self.teacher).reorder_classes(order)
-        if a.bn_loss != "none" and not self.teacher.norm_layers():
+        if a.research.bn_loss != "none" and not self.teacher.norm_layers():
             raise ValueError(
-                f"bn_loss={a.bn_loss!r} needs normalisation layers, but the teacher ({type(self.teacher.model).__name__}) "
+                f"bn_loss={a.research.bn_loss!r} needs normalisation layers, but the teacher ({type(self.teacher.model).__name__}) "
                 "has no BatchNorm, LayerNorm or GroupNorm: use bn_loss='none'."
             )
         return columns

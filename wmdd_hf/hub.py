@@ -74,11 +74,9 @@ def _write_parquet(dataset: Dataset, folder: Path) -> str:
 
 def changed_arguments(arguments: dict) -> dict:
     """The arguments that shape the set and differ from DistillationArguments' defaults (the card's table)."""
-    import dataclasses
-
     from .arguments import NON_RESULT_FIELDS, DistillationArguments
 
-    defaults = {f.name: f.default for f in dataclasses.fields(DistillationArguments)}
+    defaults = DistillationArguments().to_dict()  # flat: the research options are keys of their own
     return {
         k: v
         for k, v in arguments.items()

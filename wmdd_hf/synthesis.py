@@ -310,11 +310,9 @@ def synthesize_batch(
         the optimised images ``(B, C, H, W)`` in [0, 1] (detached) and the logged history.
     """
     device = next(backbone.parameters()).device
-    labels = labels.to(device)
-    points = points.to(device, torch.float32)
+    labels, points = labels.to(device), points.to(device, torch.float32)
     classes, slots = labels.unique(sorted=True, return_inverse=True)
-    weights = weights.to(device, torch.float32)
-    weights = weights / torch.zeros(len(classes), device=device).index_add(0, slots, weights)[slots]
+    weights = _within_class(weights.to(device, torch.float32), slots, len(classes))
     space = space or PixelSpace()
     leaf = space.start(images.to(device)).requires_grad_(True)
     optimizer = torch.optim.Adam([leaf], lr=config.learning_rate, betas=(0.5, 0.9))
@@ -323,20 +321,13 @@ def synthesize_batch(
     best_loss, best = math.inf, None
     with NormStatisticsLoss(backbone, targets, classes, slots, weights, config) as statistics:
         for it in range(config.iterations):
-            lr = 0.5 * config.learning_rate * (1 + math.cos(math.pi * it / config.iterations))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            lr = _cosine_learning_rate(optimizer, config, it)
             statistics.reset()
             pixels = space.render(leaf)
             view = render_view(pixels, config, it, generator)
             logits, feats = _forward(backbone, view, config, device)
             if config.feature_view == "clean":  # the points are features of un-augmented images: match those
-                statistics.enabled = False
-                try:
-                    clean = pixels.contiguous(memory_format=torch.channels_last) if config.channels_last else pixels
-                    feats = _forward(backbone, clean, config, device)[1]
-                finally:
-                    statistics.enabled = True
+                feats = _clean_features(backbone, pixels, statistics, config, device)
             feature_loss = _feature_term(config, logits, feats, labels, points)
             bn_loss = statistics.value(device)
             terms = SynthesisTerms(it, pixels, view, logits, feats, labels, points, weights, feature_loss, bn_loss)
@@ -360,6 +351,29 @@ def synthesize_batch(
         return best, history
     with torch.no_grad():
         return space.render(leaf).detach(), history
+
+
+def _within_class(weights: torch.Tensor, slots: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """``(B,)`` barycenter weights normalised to sum to 1 within each class (``slots``: each image's class slot)."""
+    return weights / torch.zeros(n_classes, device=weights.device).index_add(0, slots, weights)[slots]
+
+
+def _cosine_learning_rate(optimizer: torch.optim.Optimizer, config: SynthesisConfig, it: int) -> float:
+    """Sets and returns the learning rate of step ``it``: cosine decay from ``config.learning_rate`` to 0."""
+    lr = 0.5 * config.learning_rate * (1 + math.cos(math.pi * it / config.iterations))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def _clean_features(backbone, pixels: torch.Tensor, statistics, config: SynthesisConfig, device) -> torch.Tensor:
+    """``(B, D)`` features of the un-augmented images, with the norm-statistics hooks off for that forward."""
+    statistics.enabled = False
+    try:
+        clean = pixels.contiguous(memory_format=torch.channels_last) if config.channels_last else pixels
+        return _forward(backbone, clean, config, device)[1]
+    finally:
+        statistics.enabled = True
 
 
 def _forward(backbone: Backbone, x: torch.Tensor, config: SynthesisConfig, device: torch.device):

@@ -59,6 +59,7 @@ class TeacherTrainingArguments:
     seed: int = field(default=0, metadata={"help": "Random seed."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader workers for datasets too large for memory."})
     eval_every: int = field(default=2, metadata={"help": "Evaluate every this many epochs (and at the end)."})
+    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars (the epoch lines stay)."})
 
 
 def build_teacher(args: TeacherTrainingArguments, num_classes: int, class_names: list[str], channels: int) -> Backbone:
@@ -106,6 +107,29 @@ def train_teacher(args: TeacherTrainingArguments) -> dict:
     accelerator = Accelerator()
     set_seed(args.seed)
     start = time.time()
+    args, backbone, (x_train, y_train), test = _teacher_and_data(args, accelerator)
+    mean, std = _normalise_to(backbone, x_train, args.dataset, accelerator)
+    history = _fit(backbone, x_train, y_train, test, args, accelerator)
+    result = {"test_acc": history[-1]["test_acc"], "wall_s": round(time.time() - start, 1), "history": history}
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_backbone(
+            backbone,
+            args.output_dir,
+            metadata={
+                "training_arguments": asdict(args),
+                "dataset": args.dataset,
+                "normalization": {"mean": mean, "std": std, "from": f"{args.dataset} {args.train_split} split"},
+                "num_processes": accelerator.num_processes,
+                **result,
+            },
+        )
+    return result
+
+
+def _teacher_and_data(args: TeacherTrainingArguments, accelerator):
+    """``(args with img_size set, an untrained Backbone, (x_train, y_train), (x_test, y_test))``: the splits
+    decoded to ``(N, C, H, W)`` uint8 at the teacher's input size, and ``(N,)`` class ids."""
     with accelerator.main_process_first():
         train = load_image_dataset(args.dataset, args.train_split)
         test = load_image_dataset(args.dataset, args.eval_split)
@@ -115,21 +139,34 @@ def train_teacher(args: TeacherTrainingArguments) -> dict:
     if args.img_size is None:  # the data's size, not the architecture's default
         args = dataclasses.replace(args, img_size=min(first.size))
     backbone = build_teacher(args, len(names), names, image_channels(first))
-    spec: ImageSpec = backbone.spec
-    if not fits_in_memory(train, spec):
+    if not fits_in_memory(train, backbone.spec):
         raise ValueError("This teacher trainer keeps the decoded training set in memory; use a smaller dataset.")
+    progress = accelerator.is_main_process and not args.disable_tqdm
     with accelerator.main_process_first():
-        x_train, y_train = decode_all(train, spec, image_col, label_col, progress=accelerator.is_main_process)
-        x_test, y_test = decode_all(test, spec, image_col, label_col, progress=accelerator.is_main_process)
+        decoded_train = decode_all(train, backbone.spec, image_col, label_col, progress=progress)
+        decoded_test = decode_all(test, backbone.spec, image_col, label_col, progress=progress)
+    return args, backbone, decoded_train, decoded_test
+
+
+def _normalise_to(backbone: Backbone, x_train: torch.Tensor, dataset: str, accelerator) -> tuple[list, list]:
+    """Sets the teacher's input normalisation to the training split's per-channel mean and std (returned, in
+    [0, 1] units), and a timm teacher's config tag to the dataset's."""
     mean, std = pixel_statistics(x_train)
     backbone.mean.copy_(torch.tensor(mean).view_as(backbone.mean))
     backbone.std.copy_(torch.tensor(std).view_as(backbone.std))
     if backbone.source == "timm":  # the saved config names this data, not the architecture's default tag
-        backbone.model.pretrained_cfg = {**backbone.model.pretrained_cfg, "tag": data_tag(args.dataset)}
+        backbone.model.pretrained_cfg = {**backbone.model.pretrained_cfg, "tag": data_tag(dataset)}
+    spec: ImageSpec = backbone.spec
     accelerator.print(
         f"teacher input: {spec.channels} channel(s) at {spec.size[0]}x{spec.size[1]} px, normalised with the "
         f"training split's mean {[round(m, 4) for m in mean]} and std {[round(v, 4) for v in std]}"
     )
+    return mean, std
+
+
+def _fit(backbone: Backbone, x_train, y_train, test, args: TeacherTrainingArguments, accelerator) -> list[dict]:
+    """Trains ``backbone`` in place (AdamW, one-cycle schedule, crop + flip, cross-entropy) and returns the test
+    accuracy every ``eval_every`` epochs and at the last, ``[{"epoch", "test_acc"}]``."""
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(x_train, y_train),
         batch_size=args.batch_size,
@@ -146,10 +183,10 @@ def train_teacher(args: TeacherTrainingArguments) -> dict:
     history = []
     for epoch in range(args.epochs):
         model.train()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not accelerator.is_main_process)
+        quiet = args.disable_tqdm or not accelerator.is_main_process
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=quiet)
         for x, y in bar:
-            x = augment(x.float().div_(255), aug)
-            logits, _ = model(x)
+            logits, _ = model(augment(x.float().div_(255), aug))
             loss = F.cross_entropy(logits, y, label_smoothing=args.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
@@ -157,21 +194,7 @@ def train_teacher(args: TeacherTrainingArguments) -> dict:
             scheduler.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs:
-            acc, _ = test_accuracy(accelerator.unwrap_model(model), x_test, y_test)
+            acc, _ = test_accuracy(accelerator.unwrap_model(model), *test)
             history.append({"epoch": epoch + 1, "test_acc": acc})
             accelerator.print(f"epoch {epoch + 1}: test accuracy {acc:.4f}")
-    result = {"test_acc": history[-1]["test_acc"], "wall_s": round(time.time() - start, 1), "history": history}
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_backbone(
-            accelerator.unwrap_model(model),
-            args.output_dir,
-            metadata={
-                "training_arguments": asdict(args),
-                "dataset": args.dataset,
-                "normalization": {"mean": mean, "std": std, "from": f"{args.dataset} {args.train_split} split"},
-                "num_processes": accelerator.num_processes,
-                **result,
-            },
-        )
-    return result
+    return history

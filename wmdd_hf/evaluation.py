@@ -241,25 +241,7 @@ def train_student(
     batch_loss = _protocol_loss(
         c, student, pixels, labels.to(device), layout, g, teacher, weights, stored, soft_targets
     )
-    batch = min(c.batch_size, len(images))
-    steps_per_epoch = math.ceil(len(images) / batch)
-    curve: list[tuple[int, float]] = []
-    order = torch.empty(0, dtype=torch.long)
-    bar = tqdm(range(c.steps), desc=desc, disable=not c.progress, leave=False)
-    student.train()
-    for step in bar:
-        epoch, position = divmod(step, steps_per_epoch)
-        if position == 0:
-            order = torch.randperm(len(images), generator=g)
-        loss = batch_loss(epoch, order[position * batch : (position + 1) * batch].to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        if validation is not None and ((step + 1) % c.eval_every == 0 or step + 1 == c.steps):
-            val_acc, _ = test_accuracy(student, *validation)
-            curve.append((step + 1, val_acc))
-            bar.set_postfix(val=f"{val_acc:.4f}")
+    curve = _train_steps(c, student, batch_loss, optimizer, scheduler, len(images), g, device, validation, desc)
     train_seconds = time.time() - start
     acc, top5 = test_accuracy(student, *test) if test is not None else (None, None)
     return {
@@ -271,6 +253,31 @@ def train_student(
         "seconds": round(time.time() - start, 1),
         "seconds_per_step": train_seconds / c.steps,
     }
+
+
+def _train_steps(c, student, batch_loss, optimizer, scheduler, n: int, g, device, validation, desc: str) -> list:
+    """``c.steps`` optimisation steps over shuffled batches of the ``n`` images (a new order each epoch, drawn from
+    ``g``); returns the validation curve ``[(step, accuracy)]`` every ``c.eval_every`` steps and at the last."""
+    batch = min(c.batch_size, n)
+    steps_per_epoch = math.ceil(n / batch)
+    curve: list[tuple[int, float]] = []
+    order = torch.empty(0, dtype=torch.long)
+    bar = tqdm(range(c.steps), desc=desc, disable=not c.progress, leave=False)
+    student.train()
+    for step in bar:
+        epoch, position = divmod(step, steps_per_epoch)
+        if position == 0:
+            order = torch.randperm(n, generator=g)
+        loss = batch_loss(epoch, order[position * batch : (position + 1) * batch].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if validation is not None and ((step + 1) % c.eval_every == 0 or step + 1 == c.steps):
+            val_acc, _ = test_accuracy(student, *validation)
+            curve.append((step + 1, val_acc))
+            bar.set_postfix(val=f"{val_acc:.4f}")
+    return curve
 
 
 def _check_protocol_inputs(c: EvaluationConfig, teacher, stored, soft_targets, n: int, num_classes: int) -> None:
@@ -395,16 +402,8 @@ def evaluate_distilled(
     Returns ``{"acc_mean", "acc_std", "top5_mean", "accs", "val_acc_mean", "seeds", "curves", "protocol",
     "eval_seconds", "seconds_per_student", "seconds_per_step"}``; ``plot_path`` saves the validation curves.
     """
-    from .hub import load_distilled
-
     config = config or EvaluationConfig(**config_kwargs)
-    stored = None
-    if isinstance(distilled, str):
-        distilled, view_rows, _ = load_distilled(distilled)
-        if use_stored_soft_labels and view_rows is not None:
-            stored = ViewLabels.from_columns(view_rows, len(distilled))
-    if use_stored_soft_labels and stored is None:
-        raise ValueError("use_stored_soft_labels=True needs a distilled folder or Hub id with a soft_labels config.")
+    distilled, stored = _distilled_and_stored_views(distilled, use_stored_soft_labels)
     teacher_bb = load_backbone(teacher).freeze() if teacher is not None else None
     device = resolve_device(device, teacher_bb)
     if teacher_bb is not None:
@@ -440,12 +439,24 @@ def evaluate_distilled(
     if plot_path and validation is not None:
         from .visualization import save_accuracy_curve
 
-        save_accuracy_curve(
-            {f"seed {s}": r["curve"] for s, r in zip(seeds, runs)},
-            plot_path,
-            f"{config.protocol} protocol (validation accuracy)",
-        )
+        curves = {f"seed {s}": r["curve"] for s, r in zip(seeds, runs)}
+        save_accuracy_curve(curves, plot_path, f"{config.protocol} protocol (validation accuracy)")
     return result
+
+
+def _distilled_and_stored_views(distilled: Dataset | str, use_stored_soft_labels: bool):
+    """``(the set as a Dataset, its stored per-view soft labels or None)``: a folder or Hub id is loaded; the stored
+    views are read only with ``use_stored_soft_labels``, which needs a set that has them."""
+    from .hub import load_distilled
+
+    stored = None
+    if isinstance(distilled, str):
+        distilled, view_rows, _ = load_distilled(distilled)
+        if use_stored_soft_labels and view_rows is not None:
+            stored = ViewLabels.from_columns(view_rows, len(distilled))
+    if use_stored_soft_labels and stored is None:
+        raise ValueError("use_stored_soft_labels=True needs a distilled folder or Hub id with a soft_labels config.")
+    return distilled, stored
 
 
 def summarise_students(runs: list[dict], seeds) -> dict:

@@ -67,3 +67,14 @@ def test_the_small_image_resnet_keeps_every_position_into_its_first_stage():
     assert seen["layer1"] == (2, 64, 32, 32)  # the ImageNet stem (stride 2 + max-pool) gives 8 x 8
     assert isinstance(net.maxpool, torch.nn.Identity) and net.conv1.stride == (1, 1)
     assert net.pretrained_cfg["input_size"] == (3, 32, 32)
+
+
+def test_disable_tqdm_silences_the_teacher_trainers_bars_but_not_its_epoch_lines(tmp_path, capsys):
+    folder, _ = _colour_folder(tmp_path)
+    args = TeacherTrainingArguments(
+        output_dir=str(tmp_path / "teacher"), dataset=str(folder), epochs=1, width=8, disable_tqdm=True
+    )
+    train_teacher(args)
+    out = capsys.readouterr()
+    assert "epoch 1/1" not in out.err and "it/s" not in out.err  # no progress bar
+    assert "epoch 1: test accuracy" in out.out

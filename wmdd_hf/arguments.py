@@ -69,6 +69,13 @@ def recipe_names() -> tuple[str, ...]:
     return tuple(sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml")))
 
 
+def _check_choices(options, choices: dict[str, tuple]) -> None:
+    """Each ``options.<name>`` is one of ``choices[name]``, else a ValueError that lists them."""
+    for name, allowed in choices.items():
+        if getattr(options, name) not in allowed:
+            raise ValueError(f"{name}={getattr(options, name)!r} is not one of {list(allowed)}.")
+
+
 def _json_object(name: str, text: str) -> dict:
     import json
 
@@ -178,12 +185,9 @@ class ResearchOptions:
     )
 
     def __post_init__(self):
-        for name, allowed in (
-            ("statistics_view", get_args(StatisticsView)),
-            ("barycenter_weights", get_args(BarycenterWeights)),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {list(allowed)}.")
+        _check_choices(
+            self, {"statistics_view": get_args(StatisticsView), "barycenter_weights": get_args(BarycenterWeights)}
+        )
         if self.barycenter_iterations < 1:
             raise ValueError(f"barycenter_iterations={self.barycenter_iterations} must be at least 1.")
         if not 0 < self.barycenter_damping <= 1:
@@ -383,10 +387,9 @@ class DistillationArguments:
         if self.recipe is not None:
             self._apply_recipe(load_recipe(self.recipe))
         self.research = ResearchOptions.from_dict(self.research_options)
-        one_of = {"init": INITS, "feature_pool": FEATURE_POOLS, "barycenter_solver": get_args(BarycenterSolver)}
-        for name, allowed in one_of.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {list(allowed)}.")
+        _check_choices(
+            self, {"init": INITS, "feature_pool": FEATURE_POOLS, "barycenter_solver": get_args(BarycenterSolver)}
+        )
         for name in ("images_per_class", "batch_size", "stats_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1.")

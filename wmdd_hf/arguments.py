@@ -386,7 +386,7 @@ class DistillationArguments:
         self.research_options = dict(self.research_options or {})
         if self.recipe is not None:
             self._apply_recipe(load_recipe(self.recipe))
-        self.research = ResearchOptions.from_dict(self.research_options)
+        ResearchOptions.from_dict(self.research_options)  # checked here, before any work (`research` derives it)
         _check_choices(
             self, {"init": INITS, "feature_pool": FEATURE_POOLS, "barycenter_solver": get_args(BarycenterSolver)}
         )
@@ -442,6 +442,11 @@ class DistillationArguments:
     __str__ = __repr__
 
     @property
+    def research(self) -> ResearchOptions:
+        """``research_options`` with every unset option at its default (derived, so it never goes stale)."""
+        return ResearchOptions.from_dict(self.research_options)
+
+    @property
     def classes_per_batch(self) -> int:
         return max(1, self.batch_size // self.images_per_class)
 
@@ -449,12 +454,12 @@ class DistillationArguments:
         """The pixel optimisation's settings: each SynthesisConfig field from the argument or research option of the
         same name (``SYNTHESIS_FIELD_NAMES`` for the two that differ), the augmentation from ``crop_scale_min`` and
         ``jitter``."""
+        r = self.research
         values = {}
         for f in dataclasses.fields(SynthesisConfig):
             name = SYNTHESIS_FIELD_NAMES.get(f.name, f.name)
             if f.name != "augment":
-                values[f.name] = getattr(self.research if name in RESEARCH_FIELDS else self, name)
-        r = self.research
+                values[f.name] = getattr(r if name in RESEARCH_FIELDS else self, name)
         augment = AugmentConfig(scale=(r.crop_scale_min, 1.0), flip=True, jitter=r.jitter)
         return SynthesisConfig(augment=augment, **values)
 

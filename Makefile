@@ -35,4 +35,4 @@ test: install data lint
 
 benchmark: install data
 	$(PYTHON) benchmarks/speed.py
-	OMP_NUM_THREADS=1 bash benchmarks/run_quality.sh
+	OMP_NUM_THREADS=1 $(PYTHON) benchmarks/run_experiments.py --run && $(PYTHON) benchmarks/report.py

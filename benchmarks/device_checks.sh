@@ -14,7 +14,7 @@
 # 2. benchmarks/gpu.py alone (its timings need a quiet GPU) while the dataset cache is built.
 # 3. Run the declared experiments still missing (benchmarks/run_experiments.py), in lanes that run in parallel on
 #    the one GPU, each into its own results file under $RESULTS; afterwards, here:
-#      python benchmarks/merge_results.py <the files under $RESULTS> && python benchmarks/readme_table.py --write
+#      python benchmarks/merge_results.py <the files under $RESULTS> && python benchmarks/report.py
 #    Every command stops at the deadline (BUDGET seconds after the start); whatever finished is in the files. The
 #    earlier hand-written lanes are in git history.
 set -uo pipefail
@@ -29,13 +29,9 @@ mkdir -p "$RESULTS" "$WORK"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 if [ -n "${QUICK:-}" ]; then  # tiny sizes: checks the plumbing, measures nothing
-  SYN="--iterations 3 --limit_train 1000 --student_steps 12"; SW="--iterations 3 --student_steps 6 --limit_train 1000"; SW1="$SW"; SW50="$SW"
-  B50="--budget_steps 12"; B1="--budget_steps 12"; FULL="--full_data_steps 12 --full_data_hard_steps 12"
-  SMOKE="--per_class 50"; GPU="--steps 2 --size 32 --classes 2 --ipc 2"
+  SYN="--iterations 3 --limit_train 1000 --student_steps 12"; GPU="--steps 2 --size 32 --classes 2 --ipc 2"
 else
-  SYN=""; SW="--student_steps 1200"; SW1="--student_steps 4000"; SW50="--student_steps 4800"
-  B50="--budget_factor 8"; B1="--budget_factor 8"; FULL="--full_data_steps 16000 --full_data_hard_steps 8000"
-  SMOKE=""; GPU="--steps 20 --compile"
+  SYN=""; GPU="--steps 20 --compile"
 fi
 
 run() {  # run CMD... with what is left of the budget; skipped near the deadline
@@ -46,11 +42,6 @@ run() {  # run CMD... with what is left of the budget; skipped near the deadline
   local rc=$?
   echo "END $(date +%T) rc=$rc $*"
   return $rc
-}
-
-wait_for() {  # wait until file $1 exists (or the deadline)
-  while [ ! -f "$1" ] && [ $(($(date +%s) + 30)) -lt "$END" ]; do sleep 3; done
-  [ -f "$1" ]
 }
 
 # ---- 1. setup --------------------------------------------------------------------------------------------------
@@ -81,19 +72,11 @@ experiments() {  # experiments NAME GLOB
   run python3 benchmarks/run_experiments.py --run --only "$2" --device "$DEVICE" --results "$RESULTS/$1.json" \
     --work_dir "$WORK/$1" --quality_args "$SYN"
 }
-lane_smoke() {
-  run python3 benchmarks/device_smoke.py --device "$DEVICE" $SMOKE --results "$RESULTS/device_smoke.json"
-}
 lane_ipc50() { experiments ipc50 '*-ipc50-*'; }
 lane_latent() { experiments latent 'wmdd_latent*'; }
 lane_ipc10() { experiments ipc10 '*-ipc10-*'; }
-lane_sweep50() {  # issue 11 at IPC 50 on validation: the real start and lambda
-  run python3 benchmarks/sweep.py --ipc 50 --device "$DEVICE" --seeds 0 1 2 $SW50 \
-    --work_dir "$WORK/sweep50" --results "$RESULTS/sweep50.json" \
-    --grid '{"loss_scale": ["mean"], "bn_weight": [10.0, 100.0], "init": ["real"], "iterations": [200]}'
-}
 
-for lane in ${LANES:-smoke ipc50 latent ipc10}; do
+for lane in ${LANES:-ipc50 latent ipc10}; do
   "lane_$lane" >"$RESULTS/lane-$lane.log" 2>&1 &
 done
 wait

@@ -1,25 +1,89 @@
-"""Merge the results files of benchmark parts run side by side (e.g. the lanes of benchmarks/device_checks.sh) into
-benchmarks/results/fashion_mnist.{json,md} and benchmarks/results/sweep.{json,md}.
+"""The quality benchmark's results file (benchmarks/results/fashion_mnist.json): rows merge into it, their
+DD-Ranking scores follow, and RESULTS (fashion_mnist.md, benchmarks/report.py) is rewritten beside it. Run as a
+script, it merges the results files of parts measured side by side (lanes: copies of the main file, each measuring
+other rows) into the main file and benchmarks/results/sweep.json.
 
-    python benchmarks/merge_results.py outputs/device-results/*.json
+    python benchmarks/merge_results.py outputs/lane1/part.json outputs/lane2/part.json
+    python benchmarks/report.py                          # then the README's table and figure
 
 A quality part contributes what it measured itself: rows, budgets and full-data references that carry a ``device``
-field (parts start as copies of the main file, so older rows in them are not taken twice). A row replaces the main
-file's row of the same key only when it was measured later (``measured_at``): a part's stale copy of a row that
-another part has measured since is left out, whatever the order of the parts; a part's budget brings
-its ``protocol.steps`` entry along. Rows at an IPC whose step budget no longer matches are dropped with a message,
-so the table never mixes budgets. A sweep part (``{"points": [...]}``) appends its points.
+field (older rows copied into it are not taken twice). A row replaces the main file's row of the same key only when
+it was measured later (``measured_at``): a part's stale copy of a row that another part has measured since is left
+out, whatever the order of the parts; a part's budget brings its ``protocol.steps`` entry along. Rows at an IPC whose
+step budget no longer matches are dropped with a message, so the table never mixes budgets. A sweep part
+(``{"points": [...]}``) appends its points.
 """
 
 import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
 from plain_user import plain_key  # noqa: E402
-from quality import RESULTS, merge_results, row_key  # noqa: E402
+from report import results_markdown  # noqa: E402
 from sweep import render as render_sweep  # noqa: E402
+
+from wmdd_hf.scores import scores  # noqa: E402
+
+RESULTS = HERE / "results"
+
+
+def read_results(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {"results": []}
+
+
+def row_key(r: dict) -> tuple:
+    return (r["method"], r["ipc"], r["protocol"], r.get("augment", True), r.get("weighted_kd", True), r["student"])
+
+
+def merge_results(path: Path, payload: dict, rows: list[dict]) -> dict:
+    data = read_results(path)
+    commands = data.get("commands", [])
+    for k, v in payload.items():
+        if k == "protocol":
+            data.setdefault("protocol", {}).update(v)
+        elif k not in ("results", "command"):
+            data[k] = v
+    if payload.get("command") and payload["command"] not in commands:
+        commands.append(payload["command"])
+    data["commands"] = commands
+    new = {row_key(r): r for r in rows}
+    data["results"] = [r for r in data["results"] if row_key(r) not in new] + list(new.values())
+    data["results"].sort(key=lambda r: (r["protocol"], r["ipc"], r["method"], not r.get("augment", True)))
+    add_scores(data)
+    path.write_text(json.dumps(data, indent=2))
+    path.with_suffix(".md").write_text(results_markdown(data))
+    return data
+
+
+def add_scores(data: dict) -> None:
+    """DD-Ranking scores on every method row (None where an input row is missing)."""
+
+    def acc(method, ipc, protocol, augment=True, weighted=True):
+        for r in data["results"]:
+            if (r["method"], r["ipc"], r["protocol"], r.get("augment", True)) == (method, ipc, protocol, augment):
+                if r.get("weighted_kd", True) == weighted or r["method"] != "wmdd":
+                    return r["acc_mean"]
+        return None
+
+    full_hard = (data.get("full_data") or {}).get("hard", {}).get("acc_mean")
+    for r in data["results"]:
+        if r["protocol"] != "soft" or not r.get("augment", True):
+            continue
+        m, ipc, w = r["method"], r["ipc"], r.get("weighted_kd", True)
+        inputs = {  # the names say which row is missing when a score is None
+            "random, soft": acc("random", ipc, "soft"),
+            "hard labels": acc(m, ipc, "hard"),
+            "full data, hard labels": full_hard,
+            "no augmentation": acc(m, ipc, "soft", augment=False, weighted=w),
+            "random, no augmentation": acc("random", ipc, "soft", augment=False),
+        }
+        r.update(scores(r["acc_mean"], *inputs.values()))
+        own = ("random, soft", "random, no augmentation") if m == "random" else ()  # random's own rows: named once
+        r["waiting_for"] = [name for name, value in inputs.items() if value is None and name not in own]
 
 
 def merge_quality(target: Path, part: dict) -> None:

@@ -38,7 +38,6 @@ from wmdd_hf.checkpoint import atomic_write_text  # noqa: E402
 from wmdd_hf.checkpoint import load as load_checkpoint  # noqa: E402
 from wmdd_hf.evaluation import EvaluationConfig, _as_tensors, evaluate_distilled, with_soft_labels  # noqa: E402
 from wmdd_hf.hub import load_distilled  # noqa: E402
-from wmdd_hf.scores import scores  # noqa: E402
 from wmdd_hf.statistics import ClassStatistics  # noqa: E402
 from wmdd_hf.visualization import save_accuracy_curve  # noqa: E402
 
@@ -55,12 +54,16 @@ from common import (  # noqa: E402
     statistics_file,
     work_folder,
 )
+from merge_results import merge_results, read_results  # noqa: E402
+from report import images_add, pct  # noqa: E402
+from run_experiments import experiment_name  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-#: --student: name -> (timm architecture, its arguments); the ConvNet is the teacher's family, the ViT another one.
+#: --student: name -> (timm architecture, its arguments); the ConvNet is the teacher's family, the others are not.
 STUDENTS = {
     "convnet": ("wmdd_convnet", {"width": 64}),
     "vit_d96x6": ("vit_tiny_patch16_224", {"patch_size": 4, "embed_dim": 96, "depth": 6, "num_heads": 3}),
+    "resnet18": ("resnet18_small", {}),  # timm's ResNet-18 with a 3x3 stem and no max-pool (wmdd_hf.models)
 }
 OLD_STEPS = {1: 1000, 10: 300, 50: 600}  # the previous protocol's budgets (min(1000, max(150, 30000 // N)) epochs)
 SYNTHESIS = {  # method -> (feature_loss, bn_loss)
@@ -71,58 +74,11 @@ SYNTHESIS = {  # method -> (feature_loss, bn_loss)
 }
 SELECTIONS = ("random", "herding", "kcenter", "barycenter_nearest_real")
 SCORE_KEYS = ("ior", "hlr", "lrs", "ars")
-NOTES = [
-    "Every choice behind these numbers (student step budgets, synthesis defaults, sweep points) comes from the "
-    "validation split; the test split is read once per trained student, at the end, and never used to choose.",
-    "The teacher (checkpoints/fashion-mnist-convnet64) was trained on all 60,000 training images, the validation "
-    "part included, before this protocol existed: validation accuracies may read a little high. Every choice made on "
-    "them compares sets under the same teacher, so the comparison stands; a teacher trained without the validation "
-    "part would remove the caveat.",
-    "The budget rule is applied to the validation curve of one long run per method (seed 0, cosine schedule over the "
-    "longest budget), evaluated every 1/12 of it. The seed-0 row of a table at that budget reuses those runs (same "
-    "set, protocol and seed); their test accuracy was recorded at the end of the run and not looked at for the choice.",
-    "Old numbers (benchmarks/results/fashion_mnist_v1.md) came from under-trained students (300 steps at IPC 10, "
-    "curves on the test split); they are not comparable with these.",
-    "Rows with device 'NVIDIA H200' ran on a lent GPU through benchmarks/device_checks.sh (2026-11-30), the same protocol and code as on this CPU; the IPC 1 wmdd row ran on this CPU (418 s per student).",
-    "The IPC 10 budget curves (budget-ipc10.png) were measured on CPU in session 2 with the previous default wmdd set (loss_scale sum, bn_weight 0.1); the IPC 1 and 50 curves on the H200 with that same previous default set.",
-    "The plain-user rows use the current default IPC 10 set (the H200 wmdd set of the table, loss_scale mean, bn_weight 10), rerun on this CPU on 2026-11-30; the previous default set (sum, 0.1) had given wmdd hard 70.21 +- 0.84, soft 74.32 +- 1.00 (random unchanged: the same published subset and seeds).",
-    "Rows with device 'cpu' measured on 2026-11-30 (the no-augmentation and unweighted wmdd rows, the coreset no-augmentation rows) train on the very sets of the H200 rows where those were brought back (benchmarks/quality.py reuses a finished distilled/ folder), so each pair of rows differs only in the protocol switch. Sets selected from a statistics pass (herding, k-center, nearest) are reselected on the CPU from the same 55,000 images. Rows recorded before the cap existed carry max_features_per_class None: every feature was kept then.",
-    "Students trained on this CPU in session 5 (2026-11-30, later rows) use the NHWC memory layout where that is faster (EvaluationConfig.channels_last: the batch-norm soft-protocol ConvNet; the instance-norm hard-protocol one stays NCHW): the same protocol and numbers up to float rounding (a test checks it), about 1.35x less time per step.",
-    "At IPC 1 herding, k-center and nearest-to-barycenter select the same image per class (the one nearest to the class's mean feature: herding's first pick, k-center's start, and the one-point W2 barycenter is the mean). Their soft rows are that one set measured three times (identical accuracies per seed). Later rows marked 'method (= other)' (same_set_as in the JSON) reuse the other selection's students instead of training them again: same training rows in the same order, protocol, steps and seeds give the same students (benchmarks/quality.py twin_row).",
-    "The IPC 1 rows of the 2x2 ablation, SRe2L, the official recipe and the inits (this CPU, session 7, 2026-11-30) synthesise from the IPC 1 point (bn_weight 100, loss_scale mean; recipe='official' brings its own loss and schedule; init real refines for 200 steps as at IPC 10), so they differ from the wmdd row only in the named switch. SRe2L's IPC 1 rows without augmentation are below chance, with hard labels (5.54) and with the teacher's soft labels (5.84): its ten images are collages the teacher reads (79.37 with augmented views; its argmax disagrees with the label on 2 of 10), and a fresh student that sees only those ten views scores below chance on real images in every seed (the labels are 0-9 in order, as in every other set). Its confusion on the validation split (seed 0, hard labels, 5.38 %): it predicts four classes for 89 % of the images (dress 37 %, T-shirt 24 %, sandal 16 %, bag 11 %), mostly for other classes' images (trousers -> T-shirt 440 of 500, coats -> dress 404 of 500, ankle boots -> bag 240 of 500): the gross shapes in these collages belong to other classes.",
-    "IPC 50 (session 8, this CPU): the H200 sets of the IPC 50 soft rows did not come back (the folder "
-    "outputs/device-work/ipc50/...-96f7279a holds an older set, made with the previous defaults loss_scale sum and "
-    "bn_weight 0.1, not the table's). The wmdd IPC 50 set was synthesised again here with the table's options (seed "
-    "0, 1,850 s on one core): feature loss 2015.5 -> 408.9, teacher agreement 0.95, mean W2 cost 66.14, against "
-    "2009.5 -> 408.8, 0.95 and 66.08 on the H200; its hard and no-augmentation rows (and, where measured, its soft "
-    "row, which then replaces the H200 one) train on that set. random picks the same rows on any device (seeded by "
-    "row index), so its CPU rows pair with its H200 soft row. Session 13 measured that soft row on the CPU set: "
-    "90.26 +- 0.11 (90.41, 90.17, 90.20), against 90.10 +- 0.10 on the H200 set; it replaces the H200 row, so all "
-    "three protocols of the IPC 50 wmdd row now measure one set.",
-    "Selections from a statistics pass made on another device: benchmarks on the H200 run its convolutions in TF32 "
-    "(about 5e-4 relative rounding). Perturbing the CPU pass's features by relative noise of 1e-5 / 1e-4 / 1e-3 "
-    "leaves herding's and k-center's IPC 10 picks identical in every class, so the IPC 10 coreset rows measured on "
-    "this CPU (hard, no augmentation) train on the sets of their H200 soft rows. At IPC 50 herding keeps 96 % / 75 % "
-    "of its picks under 1e-4 / 1e-3 (one class keeps 36 %), k-center all of them: herding's IPC 50 hard and "
-    "no-augmentation rows need a soft row on the same (CPU) set. benchmarks/results/selection_sensitivity.md. "
-    "Session 13 measured that soft row on this CPU's picks: 90.90 +- 0.23 (91.15, 90.59, 90.95), against 90.84 +- "
-    "0.17 on the H200's; it replaces the H200 row, so all three protocols of herding's IPC 50 row now measure picks "
-    "made on this CPU (two CPU passes over the same images and teacher; the picks' W2² reads 113.4 from either).",
-    "IPC 10 ablations (session 9, this CPU): the two ablation sets were synthesised again here (session 8, the "
-    "table's options: W + global BN feature loss 386.7 -> 77.6, agreement 0.96; CE + per-class BN CE 5.44 -> 0.096, "
-    "agreement 1.00) because the H200's did not come back; their soft rows were measured again on these sets and "
-    "replace the H200 ones (W + global 84.60 +- 0.07 there, 84.59 +- 0.43 here; CE + per-class BN 82.42 +- 0.34 "
-    "there, 83.02 +- 0.25 here), so every protocol of an ablation row measures one set. Rows carry measured_at "
-    "since session 9: benchmarks/merge_results.py keeps the newest measurement of a row.",
-    "wmdd rows use the synthesis options chosen on validation (benchmarks/results/sweep.md): IPC 10 and 50 the library defaults (loss_scale mean, bn_weight 10), IPC 1 bn_weight 100 (configs/fashion_mnist_ipc1.yaml). Every benchmark set keeps all features (max_features_per_class None).",
-]
 
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--stage", choices=["budget", "table", "sets", "full_data", "publish_random", "render"], default="table"
-    )
+    p.add_argument("--stage", choices=["budget", "table", "sets", "full_data", "publish_random"], default="table")
     p.add_argument("--teacher", default=str(ROOT / "checkpoints" / "fashion-mnist-convnet64"))
     p.add_argument("--ipc", type=int, nargs="+", default=[10])
     p.add_argument("--methods", nargs="+", default=["wmdd", "random", "barycenter_nearest_real"])
@@ -143,9 +99,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--budget_steps", type=int, default=None, help="--stage budget: override the longest budget.")
     p.add_argument("--full_data_steps", type=int, default=16000, help="--stage full_data: soft-protocol steps.")
     p.add_argument("--full_data_hard_steps", type=int, default=8000, help="--stage full_data: hard-protocol steps.")
-    p.add_argument("--iterations", type=int, default=1000, help="Synthesis steps per class batch.")
-    p.add_argument("--bn_weight", type=float, default=None, help="Default: DistillationArguments' default.")
-    p.add_argument("--init", default=None, help="Default: DistillationArguments' default.")
+    p.add_argument(
+        "--iterations", type=int, default=None, help="Synthesis steps per class batch, over --synthesis (default 1000)."
+    )
     p.add_argument(
         "--synthesis",
         default=None,
@@ -187,8 +143,9 @@ def synthesis_overrides(args) -> dict:
         text = Path(args.synthesis).read_text() if Path(args.synthesis).is_file() else args.synthesis
         extra = json.loads(text)
         extra = extra.get("point", extra)  # a sweep --best_out file carries {"point": {...}, ...}
-    given = {"bn_weight": args.bn_weight, "init": args.init}
-    overrides = {"iterations": args.iterations, **{k: v for k, v in given.items() if v is not None}, **extra}
+    overrides = {"iterations": 1000, **extra}
+    if args.iterations is not None:  # e.g. the plumbing checks' few steps, whatever the experiment declares
+        overrides["iterations"] = args.iterations
     # recorded with the library defaults they rely on, so a row says what made its set even after a default changes
     defaults = DistillationArguments(output_dir="unused").to_dict()
     effective = {k: defaults[k] for k in ("loss_scale", "bn_weight", "init")}
@@ -295,184 +252,6 @@ def twin_row(existing: dict, method: str, ipc: int, config, args, teacher, train
     return None
 
 
-def read_results(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {"results": []}
-
-
-def row_key(r: dict) -> tuple:
-    return (r["method"], r["ipc"], r["protocol"], r.get("augment", True), r.get("weighted_kd", True), r["student"])
-
-
-def merge_results(path: Path, payload: dict, rows: list[dict]) -> dict:
-    data = read_results(path)
-    commands = data.get("commands", [])
-    for k, v in payload.items():
-        if k == "protocol":
-            data.setdefault("protocol", {}).update(v)
-        elif k not in ("results", "command"):
-            data[k] = v
-    if payload.get("command") and payload["command"] not in commands:
-        commands.append(payload["command"])
-    data["commands"] = commands
-    new = {row_key(r): r for r in rows}
-    data["results"] = [r for r in data["results"] if row_key(r) not in new] + list(new.values())
-    data["results"].sort(key=lambda r: (r["protocol"], r["ipc"], r["method"], not r.get("augment", True)))
-    add_scores(data)
-    path.write_text(json.dumps(data, indent=2))
-    path.with_suffix(".md").write_text(render_markdown(data))
-    return data
-
-
-def add_scores(data: dict) -> None:
-    """DD-Ranking scores on every method row (None where an input row is missing)."""
-
-    def acc(method, ipc, protocol, augment=True, weighted=True):
-        for r in data["results"]:
-            if (r["method"], r["ipc"], r["protocol"], r.get("augment", True)) == (method, ipc, protocol, augment):
-                if r.get("weighted_kd", True) == weighted or r["method"] != "wmdd":
-                    return r["acc_mean"]
-        return None
-
-    full_hard = (data.get("full_data") or {}).get("hard", {}).get("acc_mean")
-    for r in data["results"]:
-        if r["protocol"] != "soft" or not r.get("augment", True):
-            continue
-        m, ipc, w = r["method"], r["ipc"], r.get("weighted_kd", True)
-        inputs = {  # the names say which row is missing when a score is None
-            "random, soft": acc("random", ipc, "soft"),
-            "hard labels": acc(m, ipc, "hard"),
-            "full data, hard labels": full_hard,
-            "no augmentation": acc(m, ipc, "soft", augment=False, weighted=w),
-            "random, no augmentation": acc("random", ipc, "soft", augment=False),
-        }
-        r.update(scores(r["acc_mean"], *inputs.values()))
-        own = ("random, soft", "random, no augmentation") if m == "random" else ()  # random's own rows: named once
-        r["waiting_for"] = [name for name, value in inputs.items() if value is None and name not in own]
-
-
-def waiting_rows(data: dict) -> list[str]:
-    """One line per soft method row with a score still missing: the rows its scores wait for."""
-    return [
-        f"{r['method']}{'' if r.get('weighted_kd', True) else ' (unweighted KD)'}, IPC {r['ipc']}: "
-        + "; ".join(r["waiting_for"])
-        for r in data["results"]
-        if r.get("waiting_for")
-    ]
-
-
-def pct(x) -> str:
-    return "—" if x is None else f"{100 * x:.2f}"
-
-
-def images_add(row: dict, rows: list[dict]) -> float | None:
-    """``acc(row) - acc(random)`` at the same IPC, protocol, augmentation, weighting and student (a fraction), or
-    None while that random row is missing (and for the random row itself)."""
-    same = ("ipc", "protocol", "augment", "weighted", "student")
-    for r in rows:
-        if r["method"] == "random" and all(r.get(k) == row.get(k) for k in same) and row["method"] != "random":
-            return row["acc_mean"] - r["acc_mean"]
-    return None
-
-
-def render_markdown(data: dict) -> str:
-    p = data.get("protocol", {})
-    lines = ["# Fashion-MNIST quality benchmark", "", "Generated by (parts merged into one file):", ""]
-    lines += [f"- `{c}`" for c in data.get("commands", [])] + [""]
-    lines += [
-        "Machine: each row names the device its students ran on (`device`; rows without one ran on this 2-core "
-        "CPU machine). The protocol is the same on every device.",
-        "",
-        f"Splits: {p.get('validation_size')} training images (seed {p.get('split_seed')}, stratified) are held out "
-        "as validation; sets are distilled or selected from the other "
-        f"{p.get('train_size')}. Step budgets come from validation curves; each student reads the 10k test split "
-        "once, at the end. Top-1 %, mean ± std over student seeds.",
-        "",
-        f"Teacher: {data.get('teacher', {}).get('arch')} — test accuracy {data.get('teacher', {}).get('test_acc')} "
-        "(trained on all 60k training images, validation part included; see the note below).",
-        "",
-        f"Student steps per IPC (chosen on validation): `{json.dumps(p.get('steps', {}))}`; weighted KD: "
-        f"{p.get('weighted_kd')}.",
-        "",
-    ]
-    full = data.get("full_data") or {}
-    for kind in ("soft", "hard"):
-        if kind in full:
-            f = full[kind]
-            lines.append(
-                f"Full-data student ({kind} labels, {f.get('steps')} steps on {p.get('train_size')} images): "
-                f"{pct(f['acc_mean'])} ± {pct(f['acc_std'])} ({f.get('note', '')})."
-            )
-    lines.append("")
-    for protocol in sorted({r["protocol"] for r in data["results"]}):
-        lines += [
-            f"## {protocol} protocol",
-            "",
-            "| method | IPC | augment | weighted KD | top-1 % | images add | val % | IOR | HLR | LRS | ARS | seeds "
-            "| steps | s/student | device |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in [r for r in data["results"] if r["protocol"] == protocol]:
-            f3 = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
-            add = images_add(r, data["results"])
-            lines.append(
-                f"| {r['method']}{' (= ' + r['same_set_as'] + ')' if r.get('same_set_as') else ''} | {r['ipc']} | "
-                f"{'yes' if r.get('augment', True) else 'no'} | "
-                f"{'yes' if r.get('weighted') else 'no'} | {pct(r['acc_mean'])} ± {pct(r['acc_std'])} | "
-                f"{'—' if add is None else f'{100 * add:+.2f}'} | "
-                f"{pct(r.get('val_acc_mean'))} | {pct(r.get('ior'))} | {pct(r.get('hlr'))} | {f3(r.get('lrs'))} | "
-                f"{f3(r.get('ars'))} | {len(r['seeds'])} | {r.get('steps')} | {r.get('seconds_per_student')} | "
-                f"{r.get('device', 'cpu')} |"
-            )
-        lines.append("")
-    synthesized = sorted(
-        {
-            (r["method"], r["ipc"], json.dumps(r["synthesis"], sort_keys=True))
-            for r in data["results"]
-            if r.get("synthesis")
-        }
-    )
-    if synthesized:
-        lines += ["Synthesis options of the synthesised sets (besides each method's two losses):", ""]
-        lines += [f"- {m}, IPC {ipc}: `{opts}`" for m, ipc, opts in synthesized] + [""]
-    if data.get("plain_user"):
-        lines += ["## Plain user (datasets + transformers.Trainer, no wmdd_hf import)", ""]
-        lines += ["| method | IPC | labels | crop + flip | test top-1 % | seeds |", "|---|---|---|---|---|---|"]
-        for r in data["plain_user"]:
-            lines.append(
-                f"| {r['method']} | {r['ipc']} | {r['labels']} | {'yes' if r.get('augment', True) else 'no'} | "
-                f"{pct(r['acc'])} ± {pct(r.get('acc_std'))} | {r.get('seeds')} |"
-            )
-        lines.append("")
-    if data.get("budget"):
-        lines += ["## Step budgets (validation curves)", ""]
-        for ipc, b in sorted(data["budget"].items(), key=lambda kv: int(kv[0])):
-            lines.append(
-                f"- IPC {ipc}: curves to {b['max_steps']} steps ({b['factor']}x the old {b['old_steps']}); chosen "
-                f"{b['chosen']} ({b['reason']}). Last-quarter gains at the chosen budget: "
-                + ", ".join(f"{m} {100 * g:+.2f}" for m, g in b["gains"].items())
-                + f". Curves: `{b['plot']}`."
-            )
-        lines.append("")
-    lines += [
-        "## Scores (DD-Ranking, arXiv 2505.13300)",
-        "",
-        "IOR = acc(method) − acc(random subset), same soft protocol. HLR = acc(full data, hard labels) − "
-        "acc(method, hard labels). LRS = (e^a − e^−1)/(e − e^−1), a = 0.5·IOR − 0.5·HLR. ARS = (e^b − e^−1)/(e − e^−1), "
-        "b = 0.5·(IOR with augmentation) + 0.5·(IOR without augmentation). Accuracies as fractions; IOR and HLR "
-        "shown in points. — means an input row has not been measured yet.",
-        "",
-    ]
-    waiting = waiting_rows(data)
-    if waiting:
-        lines += ["Rows whose scores wait for input rows (the rows not measured yet):", ""]
-        lines += [f"- {w}" for w in waiting] + [""]
-    else:
-        lines += ["Every method row has all four scores.", ""]
-    lines += ["## Notes", ""] + [f"- {n}" for n in data.get("notes", [])] + [""]
-    lines += ["## Protocols", "", "```json", json.dumps(p, indent=2), "```", ""]
-    return "\n".join(lines)
-
-
 def choose_budget(curves: dict[str, list], max_steps: int, tolerance: float = 0.003) -> tuple[int, dict, str]:
     """The first curve point S from which on every curve gains < ``tolerance`` between 0.75 S and S."""
 
@@ -489,26 +268,18 @@ def choose_budget(curves: dict[str, list], max_steps: int, tolerance: float = 0.
     return max_steps, {m: gain(c, max_steps) for m, c in curves.items()}, "NOT converged by the rule: longest budget"
 
 
-def main() -> None:
-    args = parse()
-    torch.manual_seed(0)
-    work = work_folder(args.work_dir, args.limit_train)
-    work.mkdir(parents=True, exist_ok=True)
-    results = Path(args.results)
-    train, validation, test = benchmark_splits(args.limit_train)
-    teacher = load_backbone(args.teacher).freeze().to(args.device)
-    payload: dict = {
+def payload_of(args, teacher, train) -> dict:
+    """What every results file records beside its rows: the command, machine, teacher, synthesis and protocol."""
+    path = Path(args.teacher)
+    return {
         "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]),
         "machine": args.device_note if args.device.type == "cpu" else f"{device_name(args.device)} (students)",
         "teacher": {
             "arch": teacher.metadata.get("architecture"),
-            "path": str(Path(args.teacher).relative_to(ROOT))
-            if Path(args.teacher).is_relative_to(ROOT)
-            else args.teacher,
+            "path": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else args.teacher,
             "test_acc": teacher.metadata.get("test_acc"),
         },
         "synthesis": {**args.overrides, "seed": 0},
-        "notes": NOTES,
         "protocol": {
             "validation_size": VALIDATION_SIZE,
             "split_seed": SPLIT_SEED,
@@ -517,13 +288,20 @@ def main() -> None:
             "test_reads": "once per student, at the end",
         },
     }
-    existing = read_results(results)
-    steps_table = {int(k): v for k, v in existing.get("protocol", {}).get("steps", {}).items()}
+
+
+def main() -> None:
+    args = parse()
+    torch.manual_seed(0)
+    work = work_folder(args.work_dir, args.limit_train)
+    work.mkdir(parents=True, exist_ok=True)
+    results = Path(args.results)
+    train, validation, test = benchmark_splits(args.limit_train)
+    teacher = load_backbone(args.teacher).freeze().to(args.device)
+    payload = payload_of(args, teacher, train)
+    steps_table = {int(k): v for k, v in read_results(results).get("protocol", {}).get("steps", {}).items()}
     if args.student_steps:
         steps_table = {ipc: args.student_steps for ipc in args.ipc}
-    if args.stage == "render":  # re-renders the Markdown, with the notes of this file
-        merge_results(results, {"notes": NOTES}, [])
-        return
     if args.stage == "publish_random":
         for ipc in args.ipc:
             publish_random(ipc, args, teacher, train, work)
@@ -554,49 +332,58 @@ def main() -> None:
                     student=STUDENTS[args.student][0],
                     student_kwargs=STUDENTS[args.student][1],
                 )
-                tag = (
-                    f"{args.row_name or method}-ipc{ipc}-{protocol}"
-                    + ("-noaug" if args.no_augment else "")
-                    + ("-unweighted" if args.unweighted else "")
-                    + ("" if args.student == "convnet" else f"-{args.student}")
-                )
-                plot = curves_dir(args) / f"{tag}.png"
-                plot.parent.mkdir(parents=True, exist_ok=True)
-                seeds = list(args.seeds)
-                twin = twin_row(existing, method, ipc, config, args, teacher, train, work)
-                if twin is not None:
-                    row = {k: v for k, v in twin.items() if k not in SCORE_KEYS}
-                    row.update(method=args.row_name or method, same_set_as=twin["method"])
-                    print(json.dumps(row), flush=True)
-                    existing = merge_results(results, payload, [row])
-                    continue
-                reuse = reused_budget_runs(existing, ipc, method, protocol, config, steps_table[ipc], args)
-                seeds = [s for s in seeds if s not in reuse]
-                identity = {
-                    "row": tag,
-                    "protocol": config.describe(),
-                    "set": digest,
-                    "device": device_name(args.device),
-                    "teacher": str(args.teacher),
-                }
-                pending = work / "pending" / f"{tag}.json"
-                if protocol == "fixed":  # every set's labels from one call: the same teacher, T, once per image
-                    dataset = with_soft_labels(dataset, teacher, temperature=1.0)
-                result = (
-                    train_seeds(dataset, test, teacher, config, seeds, validation, plot, args.device, pending, identity)
-                    if seeds
-                    else None
-                )
-                runs = [*reuse.values(), *(_runs(result) if result else [])]
-                row = make_row(args.row_name or method, ipc, protocol, config, runs, seconds, extra, result or {})
-                row["device"] = device_name(args.device)
-                if method in SYNTHESIS:
-                    row["synthesis"] = args.overrides
+                built = (dataset, seconds, extra, digest)
+                row = measure_row(method, ipc, config, built, args, teacher, (train, validation, test), work)
                 print(json.dumps(row), flush=True)
-                existing = merge_results(results, payload, [row])
-                pending.unlink(missing_ok=True)  # the row is in the results file now
+                merged = merge_results(results, payload, [row])
+                (work / "pending" / f"{experiment_name(row)}.json").unlink(missing_ok=True)  # the row is in now
                 if method in SYNTHESIS:
-                    write_card_scores(set_folder(work, method, ipc, args.overrides), method, ipc, existing)
+                    write_card_scores(set_folder(work, method, ipc, args.overrides), method, ipc, merged)
+
+
+def measure_row(method: str, ipc: int, config, built: tuple, args, teacher, splits: tuple, work: Path) -> dict:
+    """The results row of ``method``'s set at ``ipc`` under ``config``: another selection's row when it picked the
+    same images (``twin_row``), else students for the seeds not already measured (budget runs, pending seeds)."""
+    (dataset, seconds, extra, digest), (train, validation, test) = built, splits
+    name = args.row_name or method
+    existing = read_results(Path(args.results))
+    twin = twin_row(existing, method, ipc, config, args, teacher, train, work)
+    if twin is not None:
+        return {**{k: v for k, v in twin.items() if k not in SCORE_KEYS}, "method": name, "same_set_as": twin["method"]}
+    student = f"{config.student} {config.student_kwargs}"
+    tag = experiment_name(
+        dict(
+            method=name,
+            ipc=ipc,
+            protocol=config.protocol,
+            augment=config.augment,
+            weighted_kd=config.weighted_kd,
+            student=student,
+        )
+    )
+    plot = curves_dir(args) / f"{tag}.png"
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    reuse = reused_budget_runs(existing, ipc, method, config.protocol, config, config.steps, args)
+    seeds = [s for s in args.seeds if s not in reuse]
+    identity = {
+        "row": tag,
+        "protocol": config.describe(),
+        "set": digest,
+        "device": device_name(args.device),
+        "teacher": str(args.teacher),
+    }
+    if config.protocol == "fixed":  # every set's labels from one call: the same teacher, T, once per image
+        dataset = with_soft_labels(dataset, teacher, temperature=1.0)
+    pending = work / "pending" / f"{tag}.json"
+    result = None
+    if seeds:
+        result = train_seeds(dataset, test, teacher, config, seeds, validation, plot, args.device, pending, identity)
+    runs = [*reuse.values(), *(_runs(result) if result else [])]
+    row = make_row(name, ipc, config.protocol, config, runs, seconds, extra, result or {})
+    row["device"] = device_name(args.device)
+    if method in SYNTHESIS:
+        row["synthesis"] = args.overrides
+    return row
 
 
 def write_card_scores(out: Path, method: str, ipc: int, data: dict) -> None:

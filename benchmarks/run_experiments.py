@@ -3,7 +3,7 @@
     python benchmarks/run_experiments.py                         # which declared rows are measured, which missing
     python benchmarks/run_experiments.py --run                   # measures the missing ones, one after another
     python benchmarks/run_experiments.py --run --only 'wmdd_latent*' --device cuda   # a subset, on a GPU
-    python benchmarks/readme_table.py --write                    # then the README's and docs' tables and figure
+    python benchmarks/report.py                                  # then RESULTS, the README's table and figure
 
 An experiment (``benchmarks/fashion_mnist/experiments/<name>.json``) names a row: the ``method`` benchmarks/quality.py
 builds (a synthesis or a selection), the ``row`` name it is kept under (a variant of wmdd with its own options),
@@ -33,6 +33,7 @@ RESULTS = HERE / "results" / "fashion_mnist.json"
 STUDENTS = {
     "wmdd_convnet {'width': 64}": "convnet",
     "vit_tiny_patch16_224 {'patch_size': 4, 'embed_dim': 96, 'depth': 6, 'num_heads': 3}": "vit_d96x6",
+    "resnet18_small {}": "resnet18",
 }
 SYNTHESES = ("wmdd", "sre2l", "ablation_cross_entropy_per_class", "ablation_wasserstein_global")
 
@@ -103,6 +104,15 @@ def command(
     return cmd + shlex.split(extra)
 
 
+def experiment_name(row: dict) -> str:
+    """The experiment file name of a results row: ``<row>-ipc<N>-<protocol>[-noaug][-unweighted][-<student>]``."""
+    parts = [row["method"], f"ipc{row['ipc']}", row["protocol"]]
+    parts += [] if row.get("augment", True) else ["noaug"]
+    parts += [] if row.get("weighted_kd", True) else ["unweighted"]
+    parts += [] if STUDENTS[row["student"]] == "convnet" else [STUDENTS[row["student"]]]
+    return "-".join(parts)
+
+
 def declare(rows: list[dict], folder: Path = EXPERIMENTS) -> int:
     """One experiment file per results row not declared yet; returns how many were written."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -124,11 +134,7 @@ def declare(rows: list[dict], folder: Path = EXPERIMENTS) -> int:
             entry["synthesis"] = {k: v for k, v in row["synthesis"].items() if v is not None}
         if key(entry) in declared:
             continue
-        parts = [row["method"], f"ipc{row['ipc']}", row["protocol"]]
-        parts += [] if entry["augment"] else ["noaug"]
-        parts += [] if entry["weighted_kd"] else ["unweighted"]
-        parts += [] if STUDENTS[row["student"]] == "convnet" else [STUDENTS[row["student"]]]
-        (folder / ("-".join(parts) + ".json")).write_text(json.dumps(entry, indent=2) + "\n")
+        (folder / f"{experiment_name(row)}.json").write_text(json.dumps(entry, indent=2) + "\n")
         declared.add(key(entry))
         written += 1
     return written

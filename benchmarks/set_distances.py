@@ -43,7 +43,7 @@ from wmdd_hf.soft_labels import teacher_outputs  # noqa: E402
 from wmdd_hf.statistics import ClassStatistics  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from readme_table import find  # noqa: E402
+from report import find  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SELECTIONS = ("random", "herding", "kcenter", "barycenter_nearest_real")

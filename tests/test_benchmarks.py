@@ -211,8 +211,8 @@ def test_a_plumbing_check_on_the_first_rows_never_shares_a_run_folder_with_other
     assert len({full, small, other}) == 3 and tmp_path in small.parents
 
 
-def test_the_readme_table_puts_each_methods_three_protocols_on_one_line():
-    readme_table = _load("readme_table")
+def test_the_scores_table_puts_each_sets_three_protocols_on_one_line():
+    report = _load("report")
 
     def row(method, protocol, acc, augment=True, weighted_kd=True, **extra):
         return dict(
@@ -234,11 +234,10 @@ def test_the_readme_table_puts_each_methods_three_protocols_on_one_line():
         row("barycenter_nearest_real", "soft", 0.84, ior=0.0),
         row("herding", "soft", 0.84, same_set_as="barycenter_nearest_real"),
     ]
-    old = {"results": [row("wmdd", "soft", 0.79)]}
-    lines = readme_table.table({"results": rows}, old).splitlines()[2:]
+    lines = report.scores_table({"results": rows}).splitlines()[2:]
     assert lines == [
-        "| wmdd (defaults) | 10 | 85.00 ± 0.10 | +1.00 | 70.00 ± 0.10 | 12.00 | 0.250 | 60.00 ± 0.10 | 0.260 | 79.00 ± 0.10 |",
-        "| barycenter_nearest_real = herding (the same images) | 10 | 84.00 ± 0.10 | +0.00 | — | — | — | — | — | — |",
+        "| wmdd (defaults) | 10 | 85.00 ± 0.10 | +1.00 | 70.00 ± 0.10 | 12.00 | 0.250 | 60.00 ± 0.10 | 0.260 |",
+        "| barycenter_nearest_real = herding (the same images) | 10 | 84.00 ± 0.10 | +0.00 | — | — | — | — | — |",
     ]
 
 
@@ -282,19 +281,8 @@ def test_a_row_stopped_part_way_resumes_with_only_the_seeds_still_missing(tmp_pa
     assert trained == [0, 1, 2, 0]
 
 
-def test_selection_sensitivity_tells_stable_picks_from_picks_that_move():
-    sens = _load("selection_sensitivity")
-    rng = np.random.default_rng(1)
-    features = {k: rng.standard_normal((200, 8)).astype(np.float32) for k in range(3)}
-    for method in ("herding", "kcenter"):
-        still = sens.sensitivity(features, method, ipc=5, noise=0.0)
-        assert still["kept_mean"] == 1.0 and still["identical_classes"] == 3
-        moved = sens.sensitivity(features, method, ipc=5, noise=3.0)  # noise larger than the features themselves
-        assert moved["kept_mean"] < 1.0 and moved["identical_classes"] < 3
-
-
 def test_the_results_name_the_rows_that_each_missing_score_waits_for():
-    quality = _load("quality")
+    merge = _load("merge_results")
 
     def row(method, protocol, acc, augment=True):
         return dict(
@@ -320,19 +308,21 @@ def test_the_results_name_the_rows_that_each_missing_score_waits_for():
             row("herding", "hard", 0.82),
         ],
     }
-    quality.add_scores(data)
-    assert quality.waiting_rows(data) == [
-        "random, IPC 50: no augmentation",
-        "wmdd, IPC 50: hard labels; random, no augmentation",
-        "herding, IPC 50: no augmentation; random, no augmentation",
-    ]
+    merge.add_scores(data)
+    waiting = {r["method"]: r["waiting_for"] for r in data["results"] if r.get("waiting_for")}
+    assert waiting == {
+        "random": ["no augmentation"],
+        "wmdd": ["hard labels", "random, no augmentation"],
+        "herding": ["no augmentation", "random, no augmentation"],
+    }
     rows = {r["method"]: r for r in data["results"] if r["augment"] and r["protocol"] == "soft"}
     assert rows["herding"]["lrs"] is not None and rows["herding"]["ars"] is None
     data["results"] += [row("random", "soft", 0.75, augment=False), row("herding", "soft", 0.72, augment=False)]
     data["results"].append(row("wmdd", "hard", 0.81))
-    quality.add_scores(data)
-    assert quality.waiting_rows(data) == []
-    assert "Every method row has all four scores." in quality.render_markdown(data)
+    merge.add_scores(data)
+    assert not any(r.get("waiting_for") for r in data["results"])
+    soft = [r for r in data["results"] if r["protocol"] == "soft" and r["augment"]]
+    assert all(r[k] is not None for r in soft for k in ("ior", "hlr", "lrs", "ars"))
 
 
 def test_set_distances_measure_w2_and_coverage_against_the_real_features_by_hand():
@@ -360,7 +350,7 @@ def test_set_distances_rank_correlation_reads_the_order_by_hand():
 
 
 def test_the_regimes_table_gives_each_cell_what_the_images_add_over_random_in_the_same_regime():
-    readme_table = _load("readme_table")
+    report = _load("report")
 
     def row(method, protocol, acc, augment=True):
         return dict(method=method, ipc=10, protocol=protocol, augment=augment, acc_mean=acc, acc_std=0.0)
@@ -373,14 +363,14 @@ def test_the_regimes_table_gives_each_cell_what_the_images_add_over_random_in_th
         row("wmdd", "soft", 0.85),  # no random row under soft: no difference shown
         row("wmdd", "hard", 0.99, augment=True),  # hard + aug, no random: plain accuracy
     ]
-    lines = readme_table.regimes({"results": rows}).splitlines()
+    lines = report.regimes({"results": rows}).splitlines()
     assert lines[2] == "| wmdd (defaults) | 85.00 | 99.00 | 72.00 (+2.00) | 55.00 (-5.00) |"
     assert lines[3] == "| random | — | — | 70.00 | 60.00 |"
     assert len(lines) == 4
 
 
 def test_the_results_table_shows_what_the_images_add_at_the_same_protocol_and_augmentation():
-    quality = _load("quality")
+    report = _load("report")
     base = dict(ipc=10, protocol="hard", weighted=False, student="s")
     rows = [
         {**base, "method": "random", "augment": True, "acc_mean": 0.70},
@@ -388,27 +378,29 @@ def test_the_results_table_shows_what_the_images_add_at_the_same_protocol_and_au
         {**base, "method": "wmdd", "augment": False, "acc_mean": 0.65},
         {**base, "method": "herding", "augment": True, "acc_mean": 0.71, "ipc": 1},
     ]
-    assert abs(quality.images_add(rows[2], rows) - 0.05) < 1e-12
-    assert quality.images_add(rows[0], rows) is None  # random itself
-    assert quality.images_add(rows[3], rows) is None  # no random row at IPC 1
+    assert abs(report.images_add(rows[2], rows) - 0.05) < 1e-12
+    assert report.images_add(rows[0], rows) is None  # random itself
+    assert report.images_add(rows[3], rows) is None  # no random row at IPC 1
 
 
-@pytest.mark.parametrize("file, name", [("README.md", "headline"), ("docs/results.md", "regimes")])
+@pytest.mark.parametrize(
+    "file, name", [("README.md", "headline"), ("docs/results.md", "regimes"), ("docs/results.md", "scores")]
+)
 def test_the_generated_tables_are_the_ones_the_results_give(file, name):
     import json
     import re
 
-    readme_table = _load("readme_table")
+    report = _load("report")
     text = (ROOT / file).read_text()
     shown = re.search(rf"<!-- {name} table: [^\n]*-->\n(.*?)\n<!-- end of the {name} table -->", text, flags=re.S)
     assert shown, f"{file} lost its '{name} table' markers"
     results = json.loads((ROOT / "benchmarks" / "results" / "fashion_mnist.json").read_text())
-    make = {"headline": readme_table.headline, "regimes": readme_table.regimes}[name]
-    assert shown.group(1) == make(results), "run: python benchmarks/readme_table.py --write"
+    make = {"headline": report.headline, "regimes": report.regimes, "scores": report.scores_table}[name]
+    assert shown.group(1) == make(results), "run: python benchmarks/report.py"
 
 
 def test_the_headline_table_shows_each_regime_where_wmdd_and_random_were_both_measured():
-    readme_table = _load("readme_table")
+    report = _load("report")
 
     def row(method, protocol, acc, ipc=10, augment=True, std=0.0):
         return dict(method=method, ipc=ipc, protocol=protocol, augment=augment, acc_mean=acc, acc_std=std)
@@ -421,7 +413,7 @@ def test_the_headline_table_shows_each_regime_where_wmdd_and_random_were_both_me
         row("random", "hard", 0.62, ipc=1, augment=False),
         row("wmdd", "soft", 0.85),  # no random row: not shown
     ]
-    lines = readme_table.headline({"results": rows}).splitlines()
+    lines = report.headline({"results": rows}).splitlines()
     assert lines[2] == "| hard labels, no augmentation | 1 | 60.00 ± 0.00 | 62.00 ± 0.00 | — | -2.0 |"
     assert (
         lines[3]
@@ -429,9 +421,50 @@ def test_the_headline_table_shows_each_regime_where_wmdd_and_random_were_both_me
     )
     assert len(lines) == 4
     text = "x\n<!-- headline table: cmd -->\nold\n<!-- end of the headline table -->\ny"
-    assert readme_table.replace_block(text, "headline", "new") == text.replace("old", "new")
+    assert report.replace_block(text, "headline", "new") == text.replace("old", "new")
     with pytest.raises(ValueError, match="no 'regimes table' markers"):
-        readme_table.replace_block(text, "regimes", "new")
+        report.replace_block(text, "regimes", "new")
+
+
+def test_the_report_writes_results_the_figure_and_the_readme_blocks_from_the_rows(tmp_path):
+    report = _load("report")
+    convnet = "wmdd_convnet {'width': 64}"
+
+    def row(method, protocol, acc, augment=True):
+        return dict(
+            method=method,
+            ipc=10,
+            protocol=protocol,
+            augment=augment,
+            weighted_kd=True,
+            weighted=False,
+            student=convnet,
+            acc_mean=acc,
+            acc_std=0.01,
+            seeds=[0, 1, 2],
+            steps=1200,
+            device="cpu",
+        )
+
+    results = {"results": [row("wmdd", "hard", 0.78), row("random", "hard", 0.68), row("wmdd", "fixed", 0.74, False)]}
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    blocks = "".join(f"<!-- {n} table: cmd -->\nstale\n<!-- end of the {n} table -->\n" for n in ("regimes", "scores"))
+    (tmp_path / "README.md").write_text(
+        "# x\n<!-- headline table: cmd -->\nstale\n<!-- end of the headline table -->\n"
+    )
+    (tmp_path / "docs" / "results.md").write_text(blocks)
+    report.write_all(results, root=tmp_path)
+    text = (tmp_path / "benchmarks" / "results" / "fashion_mnist.md").read_text()
+    assert "| wmdd-ipc10-hard | 78.00 ± 1.00 | +10.00 |" in text  # named by its experiment, beside random
+    assert "| wmdd-ipc10-fixed-noaug | 74.00 ± 1.00 | — |" in text  # no random row under that protocol
+    assert "run_experiments.py --run --only <experiment>" in text
+    readme = (tmp_path / "README.md").read_text()
+    assert (
+        "stale" not in readme and "| hard labels + crop/flip | 10 | 78.00 ± 1.00 | 68.00 ± 1.00 | — | +10.0 |" in readme
+    )
+    assert "stale" not in (tmp_path / "docs" / "results.md").read_text()
+    assert (tmp_path / "benchmarks" / "results" / "headline.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_every_results_row_is_a_declared_experiment_and_every_experiment_is_one_row(tmp_path):

@@ -268,6 +268,11 @@ def row_views(rows: torch.Tensor, config: AugmentConfig, seed: int) -> torch.Ten
     return out
 
 
+def _channels(module: torch.nn.Module) -> int:
+    """The channel count a norm layer normalises (BatchNorm, GroupNorm, LayerNorm)."""
+    return getattr(module, "num_features", None) or getattr(module, "num_channels", None) or module.normalized_shape[-1]
+
+
 @torch.no_grad()
 def collect_class_statistics(
     backbone: Backbone,
@@ -308,9 +313,8 @@ def collect_class_statistics(
     reservoir = _Reservoir(num_classes, max_features_per_class, seed)
     counts = torch.zeros(num_classes, dtype=torch.float64)
     try:
-        for images, labels, rows in tqdm(
-            batches, desc="class statistics", disable=not progress, total=total, leave=False
-        ):
+        bar = tqdm(batches, desc="class statistics", disable=not progress, total=total, leave=False)
+        for images, labels, rows in bar:
             labels = labels.long()
             current["labels"] = labels
             pixels = images.to(device).float().div_(255)
@@ -325,11 +329,6 @@ def collect_class_statistics(
     kinds = {name: norm_kind(m) for name, m in layers}
     for name, module in layers:  # layers never reached (no data) still get zero moments
         if name not in norms:
-            channels = (
-                getattr(module, "num_features", None)
-                or getattr(module, "num_channels", None)
-                or module.normalized_shape[-1]
-            )
-            norms[name] = NormMoments.zeros(num_classes, channels)
+            norms[name] = NormMoments.zeros(num_classes, _channels(module))
     features, rows = reservoir.result(backbone.feature_dim)
     return ClassStatistics(features, rows, norms, counts, kinds)

@@ -297,17 +297,13 @@ def synthesize_batch(
         points: ``(B, D)`` barycenter point each image should reach.
         weights: ``(B,)`` barycenter weight of each image (normalised within its class here).
         targets: real norm statistics (``None`` when ``bn_loss="none"``).
-        config: the hyper-parameters.
-        generator: seeds the augmentation views (CPU generator).
-        on_log: called as ``on_log(iteration, {"loss", "feature_loss", "bn_loss", "learning_rate"})`` every
-            ``config.log_every`` iterations and at the last one.
-        on_step: called as ``on_step(iteration)`` after every optimisation step.
+        config: the hyper-parameters; ``generator`` (a CPU generator) seeds the augmentation views.
+        on_log: ``on_log(iteration, {"loss", "feature_loss", "bn_loss", "learning_rate"})`` every ``log_every``
+            iterations and at the last; ``on_step(iteration)`` after every step.
         loss_fn: the step's loss from its :class:`SynthesisTerms` (default :func:`default_loss`).
-        space: what is optimised: :class:`wmdd_hf.generators.PixelSpace` (default) or ``LatentSpace`` (the
-            latents of an autoencoder, images = its decoding).
-
-    Returns:
-        the optimised images ``(B, C, H, W)`` in [0, 1] (detached) and the logged history.
+        space: what is optimised: :class:`wmdd_hf.generators.PixelSpace` (default) or ``LatentSpace`` (an
+            autoencoder's latents, images = their decoding).
+    Returns the optimised images ``(B, C, H, W)`` in [0, 1] (detached) and the logged history.
     """
     device = next(backbone.parameters()).device
     labels, points = labels.to(device), points.to(device, torch.float32)
@@ -322,35 +318,53 @@ def synthesize_batch(
     with NormStatisticsLoss(backbone, targets, classes, slots, weights, config) as statistics:
         for it in range(config.iterations):
             lr = _cosine_learning_rate(optimizer, config, it)
-            statistics.reset()
-            pixels = space.render(leaf)
-            view = render_view(pixels, config, it, generator)
-            logits, feats = _forward(backbone, view, config, device)
-            if config.feature_view == "clean":  # the points are features of un-augmented images: match those
-                feats = _clean_features(backbone, pixels, statistics, config, device)
-            feature_loss = _feature_term(config, logits, feats, labels, points)
-            bn_loss = statistics.value(device)
-            terms = SynthesisTerms(it, pixels, view, logits, feats, labels, points, weights, feature_loss, bn_loss)
+            terms = _step_terms(backbone, space.render(leaf), statistics, config, it, generator, (labels, points))
             loss = loss_fn(terms)
             if config.keep_best and loss.item() < best_loss:
-                best_loss, best = loss.item(), pixels.detach().clone()
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(it, classes.tolist())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+                best_loss, best = loss.item(), terms.pixels.detach().clone()
+            _descend(loss, optimizer, it, classes)
             space.project(leaf)
             if on_step is not None:
                 on_step(it)
             if it % config.log_every == 0 or it == config.iterations - 1:
-                record = _record(it, loss, feature_loss, bn_loss, config.bn_weight, lr)
-                history.append(record)
+                history.append(_record(it, loss, terms.feature_loss, terms.bn_loss, config.bn_weight, lr))
                 if on_log is not None:
-                    on_log(it, record)
+                    on_log(it, history[-1])
     if config.keep_best and best is not None:
         return best, history
     with torch.no_grad():
         return space.render(leaf).detach(), history
+
+
+def _step_terms(
+    backbone: Backbone,
+    pixels: torch.Tensor,
+    statistics: NormStatisticsLoss,
+    config: SynthesisConfig,
+    it: int,
+    generator: torch.Generator | None,
+    targets: tuple[torch.Tensor, torch.Tensor],
+) -> SynthesisTerms:
+    """One step's forward: the view of ``pixels``, the teacher on it (the norm hooks collect the statistics term),
+    the feature term against the ``targets`` ``(labels (B,), points (B, D))``."""
+    (labels, points), device = targets, pixels.device
+    statistics.reset()
+    view = render_view(pixels, config, it, generator)
+    logits, feats = _forward(backbone, view, config, device)
+    if config.feature_view == "clean":  # the points are features of un-augmented images: match those
+        feats = _clean_features(backbone, pixels, statistics, config, device)
+    feature_loss = _feature_term(config, logits, feats, labels, points)
+    bn_loss = statistics.value(device)
+    return SynthesisTerms(it, pixels, view, logits, feats, labels, points, statistics.weights, feature_loss, bn_loss)
+
+
+def _descend(loss: torch.Tensor, optimizer: torch.optim.Optimizer, it: int, classes: torch.Tensor) -> None:
+    """One optimiser step on ``loss``; a non-finite loss stops the batch with the classes it holds."""
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(it, classes.tolist())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
 
 
 def _within_class(weights: torch.Tensor, slots: torch.Tensor, n_classes: int) -> torch.Tensor:

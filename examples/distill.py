@@ -9,12 +9,11 @@ Two CPU processes (gloo): ACCELERATE_USE_CPU=true accelerate launch --multi_gpu 
     --mixed_precision no --dynamo_backend no examples/distill.py
 """
 
+import sys
 from dataclasses import dataclass, field
 
-from wmdd_hf import DistillationArguments, Distiller, load_image_dataset
-from wmdd_hf.cli import parse_args
-
-DEFAULT_TEACHER = "checkpoints/fashion-mnist-convnet64"
+from wmdd_hf import DistillationArguments, Distiller, console, load_image_dataset
+from wmdd_hf.cli import DEFAULT_TEACHER, parse_args, resolve_teacher
 
 
 @dataclass
@@ -50,16 +49,20 @@ def main() -> None:
     from accelerate import PartialState
 
     script, args = parse_args((ScriptArguments, DistillationArguments))
+    console.log_stages()
     with PartialState().main_process_first():  # one process builds or downloads the data; the others read its cache
         train, test = load_splits(script)
-    distiller = Distiller(model=script.teacher, args=args, train_dataset=train, eval_dataset=test)
-    distilled = distiller.distill()
+    teacher = resolve_teacher(script.teacher)
+    distiller = Distiller(model=teacher, args=args, train_dataset=train, eval_dataset=test)
+    try:
+        distiller.distill()
+    except KeyboardInterrupt:
+        sys.exit(console.interrupted(args.output_dir))
     if distiller.accelerator.is_main_process:
-        print(f"distilled {len(distilled)} images -> {args.output_dir}/distilled")
-        print({k: v for k, v in distiller.metrics.items()})
+        print(console.summary(distiller, teacher=script.teacher, dataset=script.dataset))
         if script.evaluate:
             print(distiller.evaluate())
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(console.run(main))

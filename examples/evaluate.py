@@ -5,19 +5,18 @@ python examples/evaluate.py --distilled user/fashion-mnist-wmdd-ipc10 --protocol
 """
 
 import json
+import sys
 from dataclasses import dataclass, field
 
-from wmdd_hf import load_image_dataset
-from wmdd_hf.cli import parse_args
+from wmdd_hf import console, load_image_dataset
+from wmdd_hf.cli import DEFAULT_TEACHER, parse_args, resolve_teacher
 from wmdd_hf.evaluation import EvaluationConfig, evaluate_distilled
 
 
 @dataclass
 class EvaluateArguments:
     distilled: str = field(metadata={"help": "Distilled set: a local folder or a Hub dataset id."})
-    teacher: str | None = field(
-        default="checkpoints/fashion-mnist-convnet64", metadata={"help": "Teacher for the soft protocol."}
-    )
+    teacher: str | None = field(default=DEFAULT_TEACHER, metadata={"help": "Teacher for the soft protocol."})
     dataset: str = field(default="fashion_mnist", metadata={"help": "Dataset whose eval split is the test set."})
     eval_split: str = field(default="test", metadata={"help": "Real evaluation split."})
     protocol: str = field(default="soft", metadata={"help": "'soft' (KD from the teacher) or 'hard' (labels only)."})
@@ -47,7 +46,7 @@ def main() -> None:
         weighted_kd=args.weighted_kd,
         student_kwargs={"width": 64} if args.student == "wmdd_convnet" else {},
     )
-    teacher = None if args.use_stored_soft_labels else args.teacher
+    teacher = None if args.use_stored_soft_labels or not args.teacher else resolve_teacher(args.teacher)
     result = evaluate_distilled(
         args.distilled,
         test,
@@ -62,4 +61,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(console.run(main))

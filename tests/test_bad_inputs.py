@@ -201,6 +201,24 @@ def test_network_failure_is_not_called_a_token_problem():
     assert issubclass(HubNetworkError, HubError) and issubclass(HubNetworkError, ConnectionError)
 
 
+def test_a_mistyped_dataset_name_fails_at_once_saying_what_was_looked_for(hub, tmp_path, monkeypatch):
+    import time
+
+    from huggingface_hub import constants
+
+    from wmdd_hf import load_image_dataset
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(DatasetValidationError, match=r"no local folder 'someone/fashoin_mnist'.*no Hub dataset"):
+        load_image_dataset("someone/fashoin_mnist", "train")  # the double answers 404 for a repo it lacks
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: refused at once
+    start = time.time()
+    with pytest.raises(DatasetValidationError, match=r"no local folder 'fashoin_mnist'.*Hub is unreachable.*OFFLINE"):
+        load_image_dataset("fashoin_mnist", "train")
+    assert time.time() - start < 10, "the lookup retried instead of failing once"
+
+
 # ---- backbone inputs (no run folder involved) ------------------------------------------------------------------
 def _tiny_transformers_resnet():
     from transformers import ResNetConfig, ResNetForImageClassification

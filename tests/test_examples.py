@@ -99,7 +99,8 @@ def test_distill_script_runs_logs_and_pushes(hub, tiny_teacher_dir, small_train,
             "--disable_tqdm",
         ]
     )
-    assert "distilled 10 images" in stdout
+    assert f"Distilled 10 images -> {out / 'distilled'}" in stdout  # the closing summary, not a raw dict
+    assert "Teacher agreement:" in stdout and "python examples/evaluate.py --distilled" in stdout
     assert any(p.endswith(".parquet") for p in hub.repos["tester/from-cli"].files)
     events = list(out.rglob("events.out.tfevents.*"))
     assert events, "tensorboard logs were not written"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from transformers import HfArgumentParser
@@ -79,3 +80,25 @@ def _flag_value(text: str):
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+#: The teacher the example scripts use by default: the project's own, committed under ``checkpoints/``.
+DEFAULT_TEACHER = "checkpoints/fashion-mnist-convnet64"
+#: The repository root of a source checkout (where ``checkpoints/`` lives), or of the editable install.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve_teacher(teacher: str, root: Path | None = None) -> str:
+    """``teacher`` as given, except the default: from another working directory it resolves to the project's
+    checkpoint, and where there is none (an installed wheel) the error says how to pass a teacher instead of the
+    Hub client retrying a name that is no Hub id."""
+    if teacher != DEFAULT_TEACHER or Path(teacher).exists():
+        return teacher
+    project = (root or PROJECT_ROOT) / DEFAULT_TEACHER
+    if project.exists():
+        return str(project)
+    raise FileNotFoundError(
+        f"The default teacher {DEFAULT_TEACHER!r} is the project's checkpoint and is not here (looked in "
+        f"{Path.cwd()} and {root or PROJECT_ROOT}). Run from a clone of the repository, or pass --teacher: a folder "
+        "saved by examples/train_teacher.py, a timm name or a transformers model id."
+    )

@@ -552,12 +552,47 @@ def load_image_dataset(
     ):
         dataset = load_from_disk(name)
     else:
+        _check_findable(name)
         dataset = load_dataset(name, streaming=streaming, **kwargs)
     if split is not None and isinstance(dataset, dict):
         if split not in dataset:
             raise DatasetValidationError(f"Split {split!r} is not in {name!r} (splits: {list(dataset)}).")
         return dataset[split]
     return dataset
+
+
+def _check_findable(name: str) -> None:
+    """Before ``load_dataset`` on a name that is not a local folder: one Hub lookup, so that a mistyped name or an
+    unreachable Hub fails at once, saying what was looked for, instead of after the Hub client's retries. With
+    ``HF_HUB_OFFLINE`` set, ``load_dataset`` reads the cache and nothing is looked up."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
+
+    if Path(name).expanduser().exists() or constants.HF_HUB_OFFLINE:
+        return
+    local = f"There is no local folder {name!r} (looked from {Path.cwd()})"
+    unreachable: tuple[type[BaseException], ...] = (OSError,)  # requests' connection errors (huggingface_hub < 1)
+    try:
+        import httpx  # huggingface_hub >= 1 speaks httpx
+
+        unreachable += (httpx.TransportError,)
+    except ImportError:
+        pass
+    try:
+        HfApi().dataset_info(name, timeout=10)
+    except GatedRepoError:
+        return  # it exists; load_dataset says how to get access
+    except RepositoryNotFoundError as e:
+        raise DatasetValidationError(
+            f"{local}, and no Hub dataset {name!r} (a private one needs `hf auth login` or HF_TOKEN)."
+        ) from e
+    except HFValidationError as e:
+        raise DatasetValidationError(f"{local}, and {name!r} is not a Hub dataset id ('user/name').") from e
+    except unreachable as e:  # no network, a refused connection, a timeout
+        raise DatasetValidationError(
+            f"{local}, and the Hub is unreachable ({type(e).__name__}: {e}). A dataset already in the local cache "
+            "loads with HF_HUB_OFFLINE=1."
+        ) from e
 
 
 def train_validation_split(

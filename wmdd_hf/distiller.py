@@ -152,6 +152,9 @@ class Distiller:
             s: (self.output_dir / f).exists()
             for s, f in (("statistics", "statistics.pt"), ("barycenter", "barycenters.pt"))
         }
+        found = [f"{stage} found" for stage, there in resumed.items() if there]
+        if found and self.accelerator.is_main_process:
+            logger.info("Resuming %s: %s (loaded, not computed again).", self.output_dir, " and ".join(found))
         with self._stage("statistics"):
             stats = self.compute_statistics()
         with self._stage("barycenter"):
@@ -325,6 +328,13 @@ class Distiller:
                 )
                 self.state.synthesized_batches += 1
             bar.close()
+        if self.state.skipped_batches:
+            logger.info(
+                "Resumed synthesis: %d of %d class batches were already done (%s).",
+                self.state.skipped_batches,
+                len(mine),
+                self.output_dir / "synthetic",
+            )
         acc.wait_for_everyone()
         return self._collect_synthetic() if acc.is_main_process else None
 
@@ -650,8 +660,12 @@ class Distiller:
         """Sets ``state.stage`` and records the stage's wall seconds in ``state.stage_seconds[f"{name}_s"]``."""
         self.state.stage = name
         start = time.time()
+        if self.accelerator.is_main_process:
+            logger.info("%s: started", name)
         yield
         self.state.stage_seconds[f"{name}_s"] = round(time.time() - start, 2)
+        if self.accelerator.is_main_process:
+            logger.info("%s: done in %.1f s", name, self.state.stage_seconds[f"{name}_s"])
 
     def _prepare_output_dir(self) -> None:
         """Resume check (refuses a different run), the decode pass, then a fresh ``run_config.json``."""

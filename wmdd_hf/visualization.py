@@ -58,7 +58,7 @@ def save_barycenter_pca(
     max_points: int = 2000,
     seed: int = 0,
 ) -> None:
-    """Per class: its real features projected on their first two principal components (grey dots) and the
+    """Per class: its real features projected on their first two principal components (blue dots) and the
     barycenter points on top (red), marker area proportional to the point's weight."""
     import matplotlib
 
@@ -82,12 +82,12 @@ def save_barycenter_pca(
         bary = (positions[k].astype(np.float64) - center) @ vt[:2].T
         w = np.asarray(weights[k])
         ax.axis("on")
-        ax.scatter(proj[:, 0], proj[:, 1], s=2, c="0.7", alpha=0.5, linewidths=0)
+        ax.scatter(proj[:, 0], proj[:, 1], s=6, c="tab:blue", alpha=0.3, linewidths=0)
         ax.scatter(bary[:, 0], bary[:, 1], s=10 + 150 * w * len(w), c="tab:red", edgecolors="k")
         ax.set_title(class_names[k], fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("Real features (PCA, grey) and barycenter points (red, area ~ weight)", fontsize=10)
+    fig.suptitle("Real features (PCA, blue) and barycenter points (red, area ~ weight)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

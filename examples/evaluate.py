@@ -11,12 +11,19 @@ from dataclasses import dataclass, field
 from wmdd_hf import console, load_image_dataset
 from wmdd_hf.cli import DEFAULT_TEACHER, parse_args, resolve_teacher
 from wmdd_hf.evaluation import EvaluationConfig, evaluate_distilled
+from wmdd_hf.hub import bundled_teacher
 
 
 @dataclass
 class EvaluateArguments:
     distilled: str = field(metadata={"help": "Distilled set: a local folder or a Hub dataset id."})
-    teacher: str | None = field(default=DEFAULT_TEACHER, metadata={"help": "Teacher for the soft protocol."})
+    teacher: str | None = field(
+        default=None,
+        metadata={
+            "help": "Teacher for the soft protocol (default: the one the set carries in teacher/, else the "
+            "project's Fashion-MNIST teacher)."
+        },
+    )
     dataset: str = field(default="fashion_mnist", metadata={"help": "Dataset whose eval split is the test set."})
     eval_split: str = field(default="test", metadata={"help": "Real evaluation split."})
     protocol: str = field(default="soft", metadata={"help": "'soft' (KD from the teacher) or 'hard' (labels only)."})
@@ -46,7 +53,10 @@ def main() -> None:
         weighted_kd=args.weighted_kd,
         student_kwargs={"width": 64} if args.student == "wmdd_convnet" else {},
     )
-    teacher = None if args.use_stored_soft_labels or not args.teacher else resolve_teacher(args.teacher)
+    teacher = args.teacher
+    if teacher is None and args.protocol == "soft" and not args.use_stored_soft_labels:
+        teacher = bundled_teacher(args.distilled) or DEFAULT_TEACHER
+    teacher = None if args.use_stored_soft_labels or teacher is None else resolve_teacher(teacher)
     result = evaluate_distilled(
         args.distilled,
         test,

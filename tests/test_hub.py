@@ -144,3 +144,27 @@ def test_loading_needs_no_wmdd_hf(distilled_run, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["20", "T-shirt/top"]
+
+
+def test_the_teacher_travels_with_the_set_and_evaluates_it_in_one_line(hub, distilled_run, small_test, tmp_path):
+    import shutil
+
+    from wmdd_hf import evaluate_distilled, load_backbone
+    from wmdd_hf.hub import bundled_teacher
+
+    folder = distilled_run.output_dir / "distilled"
+    assert (folder / "teacher" / "config.json").exists() and list((folder / "teacher").glob("*.safetensors"))
+    assert json.loads((folder / "wmdd_hf.json").read_text())["teacher"]["bundled"] == "teacher"
+    assert "The teacher travels with the set, in `teacher/`" in (folder / "README.md").read_text()
+    distilled_run.push_to_hub()
+    assert "teacher/model.safetensors" in hub.repos["tester/fmnist-wmdd"].files
+    downloaded = load_backbone(bundled_teacher("tester/fmnist-wmdd"))
+    ours = distilled_run.teacher.model.state_dict()
+    assert all(torch.equal(v.cpu(), ours[k].cpu()) for k, v in downloaded.model.state_dict().items())
+    result = evaluate_distilled("tester/fmnist-wmdd", small_test, steps=3, seeds=(0,), eval_every=3)
+    assert result["protocol"]["protocol"] == "soft" and 0.0 <= result["acc_mean"] <= 1.0
+    bare = tmp_path / "bare"
+    shutil.copytree(folder, bare)
+    shutil.rmtree(bare / "teacher")
+    with pytest.raises(ValueError, match=r"needs a teacher \(this set carries none in teacher/\)"):
+        evaluate_distilled(str(bare), small_test, steps=3, seeds=(0,))

@@ -118,6 +118,8 @@ class Distiller:
             raise ValueError("train_dataset is required: a datasets image-classification dataset.")
         self.accelerator = Accelerator(log_with=self.args.trackers or None, project_dir=self.args.output_dir)
         self.teacher = load_backbone(model).freeze().to(self.accelerator.device)
+        # a teacher named by Hub or timm id is found again by that id; one from a folder or memory travels with the set
+        self._teacher_by_id = isinstance(model, (str, Path)) and "folder" not in self.teacher.metadata
         self.teacher.set_feature_pool(self.args.feature_pool)
         if self.args.channels_last:
             self.teacher = self.teacher.to(memory_format=torch.channels_last)
@@ -466,8 +468,32 @@ class Distiller:
             self.metadata(),
             views_dataset(soft),
             grid if grid.exists() else None,
+            teacher=self._teacher_writer(),
         )
         return dataset
+
+    def _teacher_writer(self):
+        """How :meth:`save` bundles the teacher into ``distilled/teacher``: its folder's model files copied, or
+        ``save_backbone`` for an in-memory timm or transformers model; None for a teacher named by a Hub or timm id
+        (``wmdd_hf.json`` names it) and for a plain ``nn.Module`` (nothing could load it back)."""
+        import shutil
+
+        from .backbones import save_backbone
+
+        folder = self.teacher.metadata.get("folder")
+        if folder:
+            keep = ("config.json", "wmdd_hf.json", "preprocessor_config.json", "*.safetensors")
+            files = [f for pattern in keep for f in Path(folder).glob(pattern)]
+
+            def copy(dest: Path) -> None:
+                dest.mkdir(parents=True)
+                for f in files:
+                    shutil.copy2(f, dest / f.name)
+
+            return copy
+        if self._teacher_by_id or self.teacher.source == "module":
+            return None
+        return lambda dest: save_backbone(self.teacher, dest)
 
     def metadata(self) -> dict:
         """What the card and ``wmdd_hf.json`` say about this run: arguments (no token), source, teacher, metrics."""

@@ -282,7 +282,10 @@ def _train_steps(c, student, batch_loss, optimizer, scheduler, n: int, g, device
 
 def _check_protocol_inputs(c: EvaluationConfig, teacher, stored, soft_targets, n: int, num_classes: int) -> None:
     if c.protocol == "soft" and teacher is None and stored is None:
-        raise ValueError("The soft protocol needs a teacher or stored soft labels (a ViewLabels).")
+        raise ValueError(
+            "The soft protocol needs a teacher (this set carries none in teacher/): pass teacher=, or use the stored "
+            "soft labels (use_stored_soft_labels=True), or the 'fixed' or 'hard' protocol."
+        )
     if c.protocol == "fixed" and (soft_targets is None or soft_targets.shape != (n, num_classes)):
         shape = None if soft_targets is None else tuple(soft_targets.shape)
         raise ValueError(
@@ -397,12 +400,14 @@ def evaluate_distilled(
     **config_kwargs,
 ) -> dict:
     """Trains one student per seed on ``distilled`` (a Dataset, a local folder or a Hub id) and tests it once on
-    ``eval_dataset``. ``validation_dataset`` (held out from the training data) gives the curves.
+    ``eval_dataset``. ``validation_dataset`` (held out from the training data) gives the curves. Without a
+    ``teacher``, the soft protocol uses the one a folder or Hub set carries in ``teacher/``.
 
     Returns ``{"acc_mean", "acc_std", "top5_mean", "accs", "val_acc_mean", "seeds", "curves", "protocol",
     "eval_seconds", "seconds_per_student", "seconds_per_step"}``; ``plot_path`` saves the validation curves.
     """
     config = config or EvaluationConfig(**config_kwargs)
+    teacher = _bundled_teacher_if_needed(distilled, teacher, config.protocol, use_stored_soft_labels)
     distilled, stored = _distilled_and_stored_views(distilled, use_stored_soft_labels)
     teacher_bb = load_backbone(teacher).freeze() if teacher is not None else None
     device = resolve_device(device, teacher_bb)
@@ -442,6 +447,16 @@ def evaluate_distilled(
         curves = {f"seed {s}": r["curve"] for s, r in zip(seeds, runs)}
         save_accuracy_curve(curves, plot_path, f"{config.protocol} protocol (validation accuracy)")
     return result
+
+
+def _bundled_teacher_if_needed(distilled, teacher, protocol: str, use_stored_soft_labels: bool):
+    """``teacher``, or, when the soft protocol needs one and none was passed, the one a distilled folder or Hub set
+    carries in ``teacher/`` (None if it carries none)."""
+    if teacher is not None or not isinstance(distilled, str) or protocol != "soft" or use_stored_soft_labels:
+        return teacher
+    from .hub import bundled_teacher
+
+    return bundled_teacher(distilled)
 
 
 def _distilled_and_stored_views(distilled: Dataset | str, use_stored_soft_labels: bool):

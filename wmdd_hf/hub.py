@@ -9,6 +9,9 @@ A distilled folder (and the Hub repo it is pushed to) holds::
                                                    soft_label
     synthetic_grid.png                 the picture shown in the card
     wmdd_hf.json                       arguments, teacher, evaluation (machine-readable)
+    teacher/                           the teacher, when it was a local folder or an in-memory model (weights the
+                                       user owns): config + safetensors, loaded by ``evaluate_distilled``; a
+                                       teacher given by Hub or timm id is named in ``wmdd_hf.json`` instead
 
 ``<sha>`` is a digest of the file's bytes and the card's ``configs`` name the exact files: ``datasets`` keys its
 cache of a local folder on the card's configs, so a re-distilled folder with the same glob patterns would be served
@@ -24,6 +27,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -32,6 +36,7 @@ from datasets import Dataset
 from .checkpoint import atomic_path
 
 CARD_TEMPLATE = "distilled_dataset_card.md"
+TEACHER_FOLDER = "teacher"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 
 
@@ -122,6 +127,7 @@ def render_card(metadata: dict, repo_id: str, grid_image: str | None) -> str:
         teacher_architecture=teacher.get("architecture", "unknown"),
         teacher_description=teacher.get("architecture", "a classifier"),
         teacher_accuracy=f"{acc:.4f}" if isinstance(acc, float) else "not recorded",
+        teacher_bundled=teacher.get("bundled"),
         arguments={k: v for k, v in args.items() if k != "hub_token"},
         changed_arguments=changed_arguments(args),
         soft_label_epochs=soft_epochs,
@@ -138,12 +144,17 @@ def save_distilled(
     soft_label_views: Dataset | None = None,
     grid_image: str | os.PathLike | None = None,
     repo_id: str | None = None,
+    teacher: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Writes the distilled set in Hub layout (see the module docstring) and returns the folder."""
+    """Writes the distilled set in Hub layout (see the module docstring) and returns the folder. ``teacher``, when
+    given, writes the teacher into the folder it is passed (``<folder>/teacher``)."""
     folder = Path(folder)
     check_replaceable(folder)
     metadata = dict(metadata)
     with atomic_path(folder, replace_folder=True) as tmp:
+        if teacher is not None:
+            teacher(tmp / TEACHER_FOLDER)
+            metadata["teacher"] = {**metadata.get("teacher", {}), "bundled": TEACHER_FOLDER}
         metadata["data_files"] = {"default": _write_parquet(dataset, tmp / "data")}
         if soft_label_views is not None:
             metadata["data_files"]["soft_labels"] = _write_parquet(soft_label_views, tmp / "soft_labels")
@@ -286,7 +297,7 @@ def push_distilled(
         repo_type="dataset",
         folder_path=str(folder),
         commit_message=commit_message or "Upload WMDD-distilled dataset",
-        delete_patterns=["data/*", "soft_labels/*", "*.png", "*.json", "README.md"],
+        delete_patterns=["data/*", "soft_labels/*", f"{TEACHER_FOLDER}/*", "*.png", "*.json", "README.md"],
     )
     return str(getattr(info, "commit_url", info))
 
@@ -313,3 +324,16 @@ def load_distilled(repo_id_or_path: str, token: str | None = None) -> tuple[Data
     if int(metadata.get("arguments", {}).get("soft_label_epochs", 0) or 0) > 0:
         views = load_dataset(str(repo_id_or_path), "soft_labels", split="train", token=token)
     return dataset, views, metadata
+
+
+def bundled_teacher(repo_id_or_path: str, token: str | None = None) -> str | None:
+    """The folder of the teacher a distilled set carries (``teacher/``, downloaded for a Hub id), or None."""
+    path = Path(repo_id_or_path)
+    if path.is_dir():
+        return str(path / TEACHER_FOLDER) if (path / TEACHER_FOLDER / "config.json").exists() else None
+    from huggingface_hub import snapshot_download
+
+    local = Path(
+        snapshot_download(repo_id_or_path, repo_type="dataset", allow_patterns=[f"{TEACHER_FOLDER}/*"], token=token)
+    )
+    return str(local / TEACHER_FOLDER) if (local / TEACHER_FOLDER / "config.json").exists() else None

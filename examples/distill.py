@@ -53,7 +53,7 @@ def main() -> None:
     with PartialState().main_process_first():  # one process builds or downloads the data; the others read its cache
         train, test = load_splits(script)
     teacher = resolve_teacher(script.teacher)
-    distiller = Distiller(model=teacher, args=args, train_dataset=train, eval_dataset=test)
+    distiller = Distiller(teacher, args, train, test, dataset_name=script.dataset)
     try:
         distiller.distill()
     except KeyboardInterrupt:

@@ -168,3 +168,37 @@ def test_the_teacher_travels_with_the_set_and_evaluates_it_in_one_line(hub, dist
     shutil.rmtree(bare / "teacher")
     with pytest.raises(ValueError, match=r"needs a teacher \(this set carries none in teacher/\)"):
         evaluate_distilled(str(bare), small_test, steps=3, seeds=(0,))
+
+
+def test_the_cards_train_on_it_snippets_run_as_written(distilled_run, tmp_path, monkeypatch):
+    import re
+
+    folder = distilled_run.output_dir / "distilled"
+    card = (folder / "README.md").read_text()
+    section = card[card.index("## Train on it") : card.index("## Citation")]
+    snippets = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(snippets) == 2 and "Do not pass `soft_label` as `labels`" in section
+    monkeypatch.chdir(tmp_path)
+    for code in snippets:  # the user's copy, pointed at the local folder and shortened to two steps
+        assert '"tester/fmnist-wmdd"' in code and "num_train_epochs=200" in code
+        code = code.replace('"tester/fmnist-wmdd"', repr(str(folder))).replace("num_train_epochs=200", "max_steps=2")
+        exec(compile(code, "card snippet", "exec"), {})
+    assert (tmp_path / "student").exists()
+
+
+def test_the_card_links_a_hub_source_and_names_a_local_folder_as_local(distilled_run, tmp_path):
+    from wmdd_hf.hub import render_card
+
+    meta = distilled_run.metadata()
+    unknown = render_card({**meta, "source_dataset": "shapes"}, "x/y", None)  # origin not given: no link
+    assert "A **distilled** version of `shapes` (train split)" in unknown and "datasets/shapes" not in unknown
+    local = render_card({**meta, "source_dataset": "shapes", "source_local": True}, "x/y", None)
+    assert "`shapes` (a local folder)" in local and "huggingface.co/datasets/shapes" not in local
+    assert "source_datasets" not in local.split("---")[1]
+    hub_card = render_card(
+        {**meta, "source_dataset": "org/shapes", "source_url": "https://huggingface.co/datasets/org/shapes"},
+        "x/y",
+        None,
+    )
+    assert "[org/shapes](https://huggingface.co/datasets/org/shapes)" in hub_card and "source_datasets" in hub_card
+    assert "BatchNorm: mean and variance of each input channel" in local  # which norm layers were matched, and how

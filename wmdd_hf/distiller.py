@@ -95,6 +95,8 @@ class Distiller:
         eval_dataset: the real evaluation split, used by :meth:`evaluate`.
         callbacks: ``transformers.TrainerCallback`` objects (``on_train_begin``, ``on_step_end``, ``on_log``,
             ``on_train_end`` are called with ``(args, state, control)``).
+        dataset_name: what ``train_dataset`` was loaded from (a Hub id or a local folder), for the card: a Hub id
+            is linked, a local folder is named as local; without it the card names the dataset without a link.
 
     Everything that can be checked cheaply is checked here, before any work: columns, labels, class sizes, the
     teacher's norm layers, and (with ``push_to_hub``) the repo id and the token.
@@ -109,6 +111,7 @@ class Distiller:
         train_dataset: Dataset | IterableDataset | None = None,
         eval_dataset: Dataset | None = None,
         callbacks: list | None = None,
+        dataset_name: str | None = None,
     ):
         from accelerate import Accelerator
         from transformers import TrainerControl
@@ -124,6 +127,7 @@ class Distiller:
         if self.args.channels_last:
             self.teacher = self.teacher.to(memory_format=torch.channels_last)
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
+        self.dataset_name = dataset_name
         self.callbacks = list(callbacks or [])
         self.control = TrainerControl()
         self.state = DistillerState(
@@ -495,6 +499,38 @@ class Distiller:
             return None
         return lambda dest: save_backbone(self.teacher, dest)
 
+    def _source(self) -> dict:
+        """``source_dataset`` (and ``source_url`` for a Hub dataset, ``source_local`` for a local folder)."""
+        name = self.dataset_name or getattr(self.train_dataset.info, "dataset_name", None) or "unknown"
+        if self.dataset_name is None:
+            return {"source_dataset": name}
+        if Path(self.dataset_name).expanduser().exists():
+            return {"source_dataset": Path(self.dataset_name).name, "source_local": True}
+        if self.dataset_name in ("fashion_mnist", "fashion-mnist", "fashion_mnist_rgb32"):  # the embedded copy
+            return {
+                "source_dataset": "fashion_mnist",
+                "source_url": "https://huggingface.co/datasets/zalando-datasets/fashion_mnist",
+            }
+        return {"source_dataset": name, "source_url": f"https://huggingface.co/datasets/{name}"}
+
+    def _matched_norm_layers(self) -> dict[str, int]:
+        """How many norm layers of each kind the statistics term matches, by how they are matched."""
+        from .backbones import norm_channel_dim, norm_kind
+
+        if self.args.research.bn_loss == "none":
+            return {}
+        how = {
+            ("batch", 1): "BatchNorm: mean and variance of each input channel, over images and pixels",
+            ("group", 1): "GroupNorm: mean and variance of each input channel, over images and pixels",
+            ("layer", 1): "LayerNorm (channels first): mean and variance of each channel, over images and pixels",
+            ("layer", -1): "LayerNorm (tokens): mean and variance of each channel, over images and token positions",
+        }
+        counts: dict[str, int] = {}
+        for _, module in self.teacher.norm_layers():
+            key = how[(norm_kind(module), norm_channel_dim(module))]
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def metadata(self) -> dict:
         """What the card and ``wmdd_hf.json`` say about this run: arguments (no token), source, teacher, metrics."""
         from .backbones import read_metadata
@@ -503,11 +539,13 @@ class Distiller:
         info, name = self.train_dataset.info, type(self.teacher.model).__name__
         return {
             "arguments": {k: v for k, v in self.args.to_dict().items() if k != "hub_token"},
-            "source_dataset": getattr(info, "dataset_name", None) or "unknown",
+            **self._source(),
+            "norm_layers": self._matched_norm_layers(),
             "license": getattr(info, "license", None) or "other",
             "source_split": str(getattr(self.train_dataset, "split", "train") or "train"),
             "num_images": self.metrics.get("num_images"),
             "num_classes": self.num_classes,
+            "image_size": [self.teacher.spec.channels, *self.teacher.spec.size],
             "class_names": self.class_names,
             "teacher": {
                 "id": teacher_meta.get("id", name),

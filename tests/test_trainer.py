@@ -62,3 +62,59 @@ def test_a_model_trained_on_a_loaded_set_follows_its_soft_labels_not_its_hard_on
         predicted = model(pixel_values=pixels).logits.argmax(1).numpy()
     assert (predicted == (labels + 1) % k).mean() >= 0.9
     assert (predicted == labels).mean() <= 0.1
+
+
+def _distilled_with_views(tmp_path, tiny_teacher, small_train):
+    from wmdd_hf import DistillationArguments, Distiller
+
+    args = DistillationArguments(
+        output_dir=str(tmp_path / "run"), images_per_class=1, iterations=2, soft_label_epochs=2, disable_tqdm=True
+    )
+    Distiller(tiny_teacher, args, small_train).distill()
+    return tmp_path / "run" / "distilled"
+
+
+def test_stored_views_replay_the_views_the_teacher_labelled(tmp_path, tiny_teacher, small_train):
+    from wmdd_hf import StoredViewsDataset, load_distilled
+    from wmdd_hf.evaluation import _as_tensors
+
+    distilled, views, _ = load_distilled(str(_distilled_with_views(tmp_path, tiny_teacher, small_train)))
+    replay = StoredViewsDataset(distilled, views)
+    assert len(replay) == 2 * len(distilled)
+    pixels = _as_tensors(distilled, tiny_teacher.spec)[0].float() / 255
+    row = len(distilled) + 3  # epoch 1, image 3
+    item = replay[row]
+    assert item["labels"] == distilled[3]["label"]
+    with torch.no_grad():  # the teacher on the replayed view gives back the stored logits
+        online = tiny_teacher(item["pixel_values"][None])[0][0]
+    stored = torch.tensor(views[row]["logits"])
+    torch.testing.assert_close(item["soft_labels"], torch.softmax(stored.float(), -1))
+    torch.testing.assert_close(online, stored.float(), atol=2e-2, rtol=1e-2)
+    assert not torch.equal(item["pixel_values"], pixels[3])  # a view, not the stored image itself
+
+
+def test_the_student_script_trains_with_each_label_source(tmp_path, tiny_teacher, small_train, small_test, monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from wmdd_hf import load_distilled
+
+    spec = importlib.util.spec_from_file_location(
+        "train_student", Path(__file__).parent.parent / "examples" / "train_student.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "train_student", script)  # its dataclass resolves its annotations there
+    spec.loader.exec_module(script)
+    folder = str(_distilled_with_views(tmp_path, tiny_teacher, small_train))
+    distilled, views, _ = load_distilled(folder)
+    for labels in script.LABELS:
+        a = script.StudentArguments(
+            distilled=folder, labels=labels, epochs=2, batch_size=8, output_dir=str(tmp_path / labels)
+        )
+        acc = script.train_transformers(a, distilled, views, small_test, seed=0)
+        assert 0.0 <= acc <= 1.0
+        timm = script.StudentArguments(
+            distilled=folder, labels=labels, model="timm:wmdd_convnet", epochs=2, batch_size=8
+        )
+        assert 0.0 <= script.train_timm(timm, distilled, small_test, seed=0) <= 1.0

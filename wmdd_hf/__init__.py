@@ -15,6 +15,18 @@ from .synthesis import SynthesisConfig, SynthesisTerms, synthesize_batch
 
 __version__ = "0.1.0"
 
+#: transformers.Trainer glue for a published set, imported on first use (transformers' Trainer is slow to import).
+_TRAINER_NAMES = ("SoftLabelTrainer", "StoredViewsDataset", "soft_label_loss", "soft_label_transform")
+
+
+def __getattr__(name: str):
+    if name in _TRAINER_NAMES:
+        from . import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module 'wmdd_hf' has no attribute {name!r}")
+
+
 __all__ = [
     "AugmentConfig",
     "Backbone",
@@ -27,7 +39,9 @@ __all__ = [
     "DistillerState",
     "EvaluationConfig",
     "ResearchOptions",
+    "SoftLabelTrainer",
     "SoftLabels",
+    "StoredViewsDataset",
     "SynthesisConfig",
     "SynthesisTerms",
     "SyntheticImages",
@@ -44,6 +58,8 @@ __all__ = [
     "sample_views",
     "save_backbone",
     "save_distilled",
+    "soft_label_loss",
+    "soft_label_transform",
     "soft_labels",
     "synthesize_batch",
     "validate_dataset",

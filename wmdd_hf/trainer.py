@@ -85,3 +85,37 @@ class SoftLabelTrainer(Trainer):
         else:
             raise ValueError("SoftLabelTrainer needs 'soft_labels' or 'labels' in a batch: use soft_label_transform.")
         return (loss, outputs) if return_outputs else loss
+
+
+class StoredViewsDataset(torch.utils.data.Dataset):
+    """The ``soft_labels`` config of a distilled set replayed for :class:`SoftLabelTrainer`, no teacher needed: one
+    item per stored ``(epoch, image)`` row, ``{"pixel_values": the stored view (crop, flip and the cutmix box with
+    its partner's view) (C, H, W) in [0, 1], "soft_labels": softmax(stored logits) (K,), "labels"}``; the trainer's
+    ``temperature`` then softens them (``softmax(log p / T) = softmax(logits / T)``).
+
+    ``num_train_epochs=1`` over it shows every image as often as the set stores views (``soft_label_epochs``), each
+    time through the view the teacher labelled.
+
+        set, views, _ = wmdd_hf.load_distilled("user/set")
+        train = StoredViewsDataset(set, views)
+        SoftLabelTrainer(model=model, args=TrainingArguments("out", num_train_epochs=1), train_dataset=train)
+    """
+
+    def __init__(self, distilled, views):
+        from .evaluation import _as_tensors
+        from .soft_labels import ViewLabels
+
+        if views is None:
+            raise ValueError("This set stores no views (soft_label_epochs=0): use soft_label_transform instead.")
+        images, self.labels, _ = _as_tensors(distilled, None)
+        self.pixels = images.float() / 255
+        self.stored = ViewLabels.from_columns(views, len(self.pixels))
+
+    def __len__(self) -> int:
+        return self.stored.epochs * len(self.pixels)
+
+    def __getitem__(self, row: int) -> dict:
+        epoch, index = divmod(int(row), len(self.pixels))
+        view = self.stored.render(self.pixels, epoch, torch.tensor([index]))[0]
+        probs = torch.softmax(self.stored.logits[epoch, index].float(), dim=-1)
+        return {"pixel_values": view, "soft_labels": probs, "labels": int(self.labels[index])}

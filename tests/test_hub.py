@@ -202,3 +202,14 @@ def test_the_card_links_a_hub_source_and_names_a_local_folder_as_local(distilled
     )
     assert "[org/shapes](https://huggingface.co/datasets/org/shapes)" in hub_card and "source_datasets" in hub_card
     assert "BatchNorm: mean and variance of each input channel" in local  # which norm layers were matched, and how
+
+
+def test_a_local_sets_card_snippets_name_its_folder_not_a_bare_name(distilled_run, tmp_path):
+    from wmdd_hf import save_distilled
+
+    meta = {**distilled_run.metadata(), "repo_id": None}
+    meta["arguments"] = {**meta["arguments"], "soft_label_epochs": 0}  # the default config alone
+    folder = save_distilled(tmp_path / "out" / "distilled", distilled_run.distilled, meta)
+    card = (folder / "README.md").read_text()
+    assert f'load_dataset("{folder}", split="train")' in card and 'load_dataset("distilled"' not in card
+    assert len(load_dataset(str(folder), split="train")) == len(distilled_run.distilled)

@@ -45,7 +45,8 @@ def summary(distiller, teacher: str | None = None, dataset: str | None = None) -
         lines.append("Resumed from disk: " + ", ".join([*found, *([done] if done else [])]))
     lines.append(f"All numbers: {out / 'metrics.json'} (docs/metrics.md explains each key)")
     evaluate = f"python examples/evaluate.py --distilled {shlex.quote(str(out / 'distilled'))}"
-    evaluate += f" --teacher {shlex.quote(teacher)}" if teacher else ""
+    bundled = (out / "distilled" / "teacher").is_dir()  # the set carries its teacher: evaluate.py finds it
+    evaluate += f" --teacher {shlex.quote(teacher)}" if teacher and not bundled else ""
     evaluate += f" --dataset {shlex.quote(dataset)}" if dataset else ""
     lines += [
         "Next:",

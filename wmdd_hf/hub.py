@@ -168,7 +168,7 @@ def save_distilled(
             grid_name = "synthetic_grid.png"
             shutil.copy(grid_image, tmp / grid_name)
         (tmp / "wmdd_hf.json").write_text(json.dumps(metadata, indent=2, default=str))
-        name = repo_id or metadata.get("repo_id") or folder.name
+        name = repo_id or metadata.get("repo_id") or str(folder)  # a local set: the path load_dataset reads
         (tmp / "README.md").write_text(render_card(metadata, name, grid_name))
     return folder
 

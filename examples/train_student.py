@@ -40,7 +40,8 @@ class StudentArguments:
     eval_split: str = field(default="test", metadata={"help": "The real split the student is tested on, once."})
     epochs: int = field(default=200, metadata={"help": "Passes over the set (with 'views': over its stored views)."})
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate (cosine schedule)."})
-    batch_size: int = field(default=64, metadata={"help": "Images per step."})
+    batch_size: int = field(default=32, metadata={"help": "Images per step."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (transformers students)."})
     temperature: float = field(default=1.0, metadata={"help": "KL temperature of the soft label sources."})
     augment: bool = field(default=True, metadata={"help": "Random resized crop and flip ('hard', 'soft_label')."})
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "One student per seed."})
@@ -102,6 +103,7 @@ def train_transformers(a: StudentArguments, distilled, views, test, seed: int) -
             num_train_epochs=epochs,
             learning_rate=a.learning_rate,
             per_device_train_batch_size=a.batch_size,
+            weight_decay=a.weight_decay,
             lr_scheduler_type="cosine",
             seed=seed,
             report_to=[],

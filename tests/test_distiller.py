@@ -443,3 +443,15 @@ def test_a_subclass_replaces_a_stage(tmp_path, tiny_teacher, small_train):
     args = _args(tmp_path, iterations=1, learning_rate=1e-6, soft_label_epochs=0, save_plots=False)
     distilled = GreyStart(tiny_teacher, args, small_train).distill()
     assert np.abs(_pixels(distilled) - 128 / 255).max() <= 1 / 255
+
+
+def test_init_auto_starts_from_real_images_for_a_dataset_and_from_noise_for_a_stream(
+    tmp_path, tiny_teacher, small_train
+):
+    kw = dict(iterations=2, soft_label_epochs=0)
+    auto = Distiller(tiny_teacher, _args(tmp_path / "a", init="auto", **kw), small_train)
+    real = Distiller(tiny_teacher, _args(tmp_path / "r", init="real", **kw), small_train)
+    assert auto.init_kind() == "real"
+    assert np.array_equal(_pixels(auto.distill()), _pixels(real.distill()))  # the very same start and steps
+    stream = Distiller(tiny_teacher, _args(tmp_path / "s", init="auto"), small_train.to_iterable_dataset())
+    assert stream.init_kind() == "noise"

@@ -23,7 +23,7 @@ from .synthesis import BnLoss, FeatureLoss, FeatureNorm, FeatureView, LossScale,
 
 logger = logging.getLogger(__name__)
 
-Init = Literal["noise", "real", "patches"]
+Init = Literal["noise", "real", "patches", "auto"]
 INITS = get_args(Init)
 BarycenterWeights = Literal["learned", "uniform"]
 BarycenterSolver = Literal["exact", "sinkhorn"]
@@ -305,8 +305,9 @@ class DistillationArguments:
     init: Init = field(
         default="noise",
         metadata={
-            "help": "Initial pixels: 'noise', 'real' (the real images nearest to the barycenter points) or "
-            "'patches' (a mosaic of the teacher's favourite real crops near each point)."
+            "help": "Initial pixels: 'noise', 'real' (the real images nearest to the barycenter points), "
+            "'patches' (a mosaic of the teacher's favourite real crops near each point) or 'auto' ('real' for a "
+            "map-style dataset, 'noise' for a stream, which cannot be read by row)."
         },
     )
     generator: str | None = field(

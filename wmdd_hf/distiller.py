@@ -400,7 +400,8 @@ class Distiller:
                 torch.stack([spec.to_uint8(self.train_dataset[int(r)][self.image_column]) for r in rows]).float() / 255
             )
 
-        if a.init == "patches":
+        init = self.init_kind()
+        if init == "patches":
             from .mosaic import mosaic, nearest_rows
 
             out = []
@@ -409,12 +410,19 @@ class Distiller:
                     rows = nearest_rows(stats.features[k], stats.rows[k], point, a.research.patch_candidates)
                     out.append(mosaic(self.teacher, real(rows), k, grid=a.research.patch_grid, generator=generator))
             return torch.stack(out)
-        if a.init == "real":
+        if init == "real":
             return real([r for k in classes for r in nearest_real_rows(stats, bary, k, m)])
         mean = self.teacher.mean.cpu().view(1, -1, 1, 1)
         std = self.teacher.std.cpu().view(1, -1, 1, 1)
         noise = torch.randn(len(classes) * m, spec.channels, *spec.size, generator=generator)
         return (mean + std * noise).clamp(0, 1)
+
+    def init_kind(self) -> str:
+        """The start synthesis uses: ``args.init``, with ``"auto"`` resolved to ``"real"`` for a map-style dataset
+        and ``"noise"`` for a stream (its rows cannot be read by index)."""
+        if self.args.init != "auto":
+            return self.args.init
+        return "real" if isinstance(self.train_dataset, Dataset) else "noise"
 
     def _batch_path(self, index: int) -> Path:
         return self.output_dir / "synthetic" / f"batch_{index:05d}.pt"

@@ -213,3 +213,17 @@ def test_a_local_sets_card_snippets_name_its_folder_not_a_bare_name(distilled_ru
     card = (folder / "README.md").read_text()
     assert f'load_dataset("{folder}", split="train")' in card and 'load_dataset("distilled"' not in card
     assert len(load_dataset(str(folder), split="train")) == len(distilled_run.distilled)
+
+
+def test_the_set_keeps_the_teachers_logits_so_a_user_picks_the_temperature(distilled_run):
+    ds = load_dataset(str(distilled_run.output_dir / "distilled"), split="train")
+    logits, soft = torch.tensor(ds["teacher_logits"]), torch.tensor(ds["soft_label"])
+    T = distilled_run.args.temperature
+    torch.testing.assert_close(torch.softmax(logits / T, 1), soft, atol=1e-3, rtol=0)  # soft_label is float16
+    with torch.no_grad():  # the teacher's own logits on the stored images
+        from wmdd_hf.evaluation import _as_tensors
+
+        online = distilled_run.teacher(_as_tensors(ds, distilled_run.teacher.spec)[0].float() / 255)[0]
+    torch.testing.assert_close(logits, online.cpu(), atol=2e-2, rtol=1e-2)
+    card = (distilled_run.output_dir / "distilled" / "README.md").read_text()
+    assert "| `teacher_logits` |" in card

@@ -50,7 +50,7 @@ from .data import (
 from .feature_store import FOLDER, ClassShards, owned_classes, write_class
 from .results import Barycenters, SoftLabels, SyntheticImages, build_dataset, set_metrics, views_dataset
 from .sharding import class_batches, class_seed, own_share, send_features_to_owners
-from .soft_labels import augmented_soft_labels, soft_labels
+from .soft_labels import augmented_soft_labels, teacher_logits
 from .statistics import ClassStatistics, collect_class_statistics
 from .synthesis import NormTargets, SynthesisTerms, default_loss, synthesize_batch
 
@@ -442,8 +442,8 @@ class Distiller:
     # 4. soft labels
     # ---------------------------------------------------------------------------------------------------------------
     def label(self, synthetic: SyntheticImages) -> SoftLabels:
-        """The teacher's probabilities at ``temperature`` on every image and, with ``soft_label_epochs``, its
-        logits on that many seeded augmented views of each."""
+        """The teacher's logits and probabilities at ``temperature`` on every image and, with
+        ``soft_label_epochs``, its logits on that many seeded augmented views of each."""
         path = self.output_dir / "soft_labels.pt"
         if path.exists():
             return SoftLabels.from_state(ckpt.load(path))
@@ -453,7 +453,9 @@ class Distiller:
         if a.soft_label_epochs > 0:
             augment = a.synthesis_config().augment
             views = augmented_soft_labels(self.teacher, pixels, a.soft_label_epochs, augment, seed=a.seed)
-        soft = SoftLabels(soft_labels(self.teacher, pixels, a.temperature), views)
+        logits = teacher_logits(self.teacher, pixels)
+        probs = torch.softmax(logits / a.temperature, dim=1).half().cpu()  # what soft_labels() returns
+        soft = SoftLabels(probs, views, logits=logits.float().cpu())
         ckpt.atomic_save(soft.to_state(), path)
         return soft
 

@@ -136,6 +136,7 @@ def render_card(metadata: dict, repo_id: str, grid_image: str | None) -> str:
         arguments={k: v for k, v in args.items() if k != "hub_token"},
         changed_arguments=changed_arguments(args),
         soft_label_epochs=soft_epochs,
+        columns=metadata.get("columns", []),
         evaluation=metadata.get("evaluation_markdown"),
         grid_image=grid_image or "",
         repo_id=repo_id,
@@ -156,6 +157,7 @@ def save_distilled(
     folder = Path(folder)
     check_replaceable(folder)
     metadata = dict(metadata)
+    metadata["columns"] = list(dataset.column_names)
     with atomic_path(folder, replace_folder=True) as tmp:
         if teacher is not None:
             teacher(tmp / TEACHER_FOLDER)

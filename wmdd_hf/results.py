@@ -72,14 +72,16 @@ class SyntheticImages:
 @dataclass
 class SoftLabels:
     """``probs (N, K)`` float16 teacher probabilities on the un-augmented images; ``views`` the stored augmented
-    views and the teacher's logits on them (None without ``soft_label_epochs``); ``bytes`` what both take."""
+    views and the teacher's logits on them (None without ``soft_label_epochs``); ``logits (N, K)`` float32 the
+    teacher's logits on the un-augmented images (None in runs from before they were kept); ``bytes`` what all take."""
 
     probs: torch.Tensor
     views: ViewLabels | None = None
+    logits: torch.Tensor | None = None
 
     @property
     def bytes(self) -> int:
-        tensors = [self.probs]
+        tensors = [self.probs] + ([self.logits] if self.logits is not None else [])
         if self.views is not None:
             tensors += [self.views.views, self.views.partners, self.views.boxes, self.views.logits]
         return storage_bytes(*tensors)
@@ -89,10 +91,12 @@ class SoftLabels:
         views = None
         if "views" in state:
             views = ViewLabels(state["views"], state["partners"], state["boxes"], state["logits"])
-        return cls(state["probs"], views)
+        return cls(state["probs"], views, state.get("clean_logits"))
 
     def to_state(self) -> dict:
         state = {"probs": self.probs}
+        if self.logits is not None:
+            state["clean_logits"] = self.logits
         if self.views is not None:
             v = self.views
             state.update(views=v.views, partners=v.partners, boxes=v.boxes, logits=v.logits)
@@ -101,25 +105,25 @@ class SoftLabels:
 
 
 def build_dataset(synthetic: SyntheticImages, soft: SoftLabels, bary: Barycenters, class_names: list[str]) -> Dataset:
-    """The default config: ``image`` (PNG), ``label``, ``soft_label``, ``barycenter_weight``."""
-    features = Features(
-        {
-            "image": Image(),
-            "label": ClassLabel(names=class_names),
-            "soft_label": Sequence(Value("float32")),
-            "barycenter_weight": Value("float32"),
-        }
-    )
+    """The default config: ``image`` (PNG), ``label``, ``soft_label``, ``barycenter_weight`` and, when kept,
+    ``teacher_logits`` (the logits behind ``soft_label``: a user picks another temperature from them)."""
+    columns = {
+        "image": Image(),
+        "label": ClassLabel(names=class_names),
+        "soft_label": Sequence(Value("float32")),
+        "barycenter_weight": Value("float32"),
+    }
     weights = bary.point_weights(list(range(len(class_names)))).numpy()
-    return Dataset.from_dict(
-        {
-            "image": uint8_to_png_images(synthetic.images),
-            "label": synthetic.labels.tolist(),
-            "soft_label": soft.probs.float().numpy().tolist(),
-            "barycenter_weight": weights.tolist(),
-        },
-        features=features,
-    )
+    rows = {
+        "image": uint8_to_png_images(synthetic.images),
+        "label": synthetic.labels.tolist(),
+        "soft_label": soft.probs.float().numpy().tolist(),
+        "barycenter_weight": weights.tolist(),
+    }
+    if soft.logits is not None:
+        columns["teacher_logits"] = Sequence(Value("float32"))
+        rows["teacher_logits"] = soft.logits.float().numpy().tolist()
+    return Dataset.from_dict(rows, features=Features(columns))
 
 
 def views_dataset(soft: SoftLabels) -> Dataset | None:

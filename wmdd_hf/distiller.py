@@ -1,7 +1,7 @@
 """The ``Distiller``: the WMDD pipeline, shaped like ``transformers.Trainer``.
 
     distiller = Distiller(model=teacher, args=DistillationArguments(...), train_dataset=train, eval_dataset=test)
-    distilled = distiller.distill()          # datasets.Dataset: image, label, soft_label, barycenter_weight
+    distilled = distiller.distill()          # datasets.Dataset: image, label, soft_label, ..., teacher_logits
     distiller.evaluate()                     # students trained on it, tested on eval_dataset
     distiller.push_to_hub()
 

@@ -19,7 +19,7 @@ data:
 # recipe chosen on the validation split (configs/fashion_mnist_ipc10.yaml: start from real images, 200 steps).
 demo: install data
 	@[ -f $(TEACHER)/model.safetensors ] || $(PYTHON) examples/train_teacher.py --output_dir $(TEACHER)
-	accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no examples/distill.py \
+	accelerate launch --quiet --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no examples/distill.py \
 	  --config configs/fashion_mnist_ipc10.yaml
 
 lint:

@@ -129,3 +129,21 @@ def test_a_dataset_with_a_training_split_alone_distils_and_evaluate_names_the_mi
         module.load_splits(module.ScriptArguments(dataset=str(tmp_path / "data"), evaluate=True))
     with pytest.raises(ValueError, match="--evaluate needs --eval_split"):
         module.load_splits(module.ScriptArguments(dataset=str(tmp_path / "data"), evaluate=True, eval_split="None"))
+
+
+def test_under_accelerate_launch_an_input_error_prints_once_without_tracebacks(tmp_path):
+    launcher = ["-m", "accelerate.commands.launch", "--quiet", "--num_processes", "1", "--num_machines", "1"]
+    launcher += ["--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "examples" / "distill.py")]
+    out = subprocess.run(
+        [sys.executable, *launcher, "--dataset", str(tmp_path / "no_such_folder"), "--output_dir", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    assert text.count(f"There is no local folder '{tmp_path / 'no_such_folder'}'") == 1, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    assert not (tmp_path / "o").exists()  # stopped before anything was written

@@ -455,3 +455,15 @@ def test_init_auto_starts_from_real_images_for_a_dataset_and_from_noise_for_a_st
     assert np.array_equal(_pixels(auto.distill()), _pixels(real.distill()))  # the very same start and steps
     stream = Distiller(tiny_teacher, _args(tmp_path / "s", init="auto"), small_train.to_iterable_dataset())
     assert stream.init_kind() == "noise"
+
+
+def test_metrics_say_how_far_the_images_moved_from_their_start(tmp_path, tiny_teacher, small_train):
+    kw = dict(init="real", iterations=3, soft_label_epochs=0)
+    still = Distiller(tiny_teacher, _args(tmp_path / "s", learning_rate=1e-6, **kw), small_train)
+    still.distill()
+    moved = Distiller(tiny_teacher, _args(tmp_path / "m", learning_rate=0.1, **kw), small_train)
+    moved.distill()
+    assert 0 <= still.metrics["moved_from_start"] < 0.1  # grey levels: Adam moves a pixel by about lr a step
+    assert moved.metrics["moved_from_start"] > 5
+    part = torch.load(tmp_path / "m" / "run" / "synthetic" / "batch_00000.pt", weights_only=True)
+    assert part["moved"].shape == (len(part["labels"]),)

@@ -347,7 +347,8 @@ class Distiller:
     def synthesize_batch(
         self, index: int, classes: list[int], stats: ClassStatistics, bary: Barycenters, targets, bar=None
     ) -> dict:
-        """One class batch: ``{"classes", "images" (n, C, H, W) float in [0, 1], "labels" (n,), "history"}``."""
+        """One class batch: ``{"classes", "images" (n, C, H, W) float in [0, 1], "labels" (n,), "history", "moved"
+        (n,): each image's RMS pixel change from its start, in grey levels (0-255)}``."""
         a = self.args
         generator = torch.Generator().manual_seed(class_seed(a.seed, classes[0]))
         init = self.initial_images(classes, stats, bary, generator)
@@ -380,7 +381,14 @@ class Distiller:
             loss_fn=self.synthesis_loss,
             space=self.image_space,
         )
-        return {"classes": classes, "images": images.float().cpu(), "labels": labels, "history": history}
+        moved = (images.float().cpu() - init.float().cpu()).pow(2).mean(dim=(1, 2, 3)).sqrt() * 255  # RMS, grey levels
+        return {
+            "classes": classes,
+            "images": images.float().cpu(),
+            "labels": labels,
+            "history": history,
+            "moved": moved,
+        }
 
     def synthesis_loss(self, terms: SynthesisTerms) -> torch.Tensor:
         """The loss of one synthesis step (a scalar to minimise), like ``Trainer.compute_loss``: by default
@@ -434,7 +442,7 @@ class Distiller:
             part = ckpt.load(self._batch_path(index))
             images.append(part["images"])
             labels.append(part["labels"])
-            histories.append({"classes": part["classes"], "history": part["history"]})
+            histories.append({"classes": part["classes"], "history": part["history"], "moved": part.get("moved")})
         pixels = (torch.cat(images).clamp(0, 1) * 255).round().to(torch.uint8)
         return SyntheticImages(pixels, torch.cat(labels), histories)
 

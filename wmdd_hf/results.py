@@ -187,4 +187,14 @@ def set_metrics(
         "classes_closer_than_median_real": int(
             sum(d["synthetic_to_own_point"] < d["real_median_to_nearest_point"] for d in distances.values())
         ),
+        "moved_from_start": moved_from_start(synthetic),
     }
+
+
+def moved_from_start(synthetic: SyntheticImages) -> float | None:
+    """Mean over images of the RMS pixel change from the start synthesis began at, in grey levels (0-255); None
+    when a batch was written before the change was recorded."""
+    moved = [h.get("moved") for h in synthetic.histories]
+    if not moved or any(m is None for m in moved):
+        return None
+    return float(torch.cat([torch.as_tensor(m) for m in moved]).mean())

@@ -100,6 +100,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--full_data_steps", type=int, default=16000, help="--stage full_data: soft-protocol steps.")
     p.add_argument("--full_data_hard_steps", type=int, default=8000, help="--stage full_data: hard-protocol steps.")
     p.add_argument(
+        "--soft_label_epochs", type=int, default=0, help="--stage publish_random: stored views per image, as a set's."
+    )
+    p.add_argument(
         "--iterations", type=int, default=None, help="Synthesis steps per class batch, over --synthesis (default 1000)."
     )
     p.add_argument(
@@ -571,6 +574,14 @@ def publish_random(ipc, args, teacher, train, work) -> Path:
     subset, _, _ = build_set("random", ipc, args, teacher, train, work)
     images, labels, _ = _as_tensors(subset, teacher.spec)
     probs = teacher_soft_labels(teacher, images.float() / 255, temperature=1.0)
+    views = None
+    if args.soft_label_epochs:  # stored views, drawn as a distilled set's are (the library's defaults)
+        from wmdd_hf.results import SoftLabels, views_dataset
+        from wmdd_hf.soft_labels import augmented_soft_labels
+
+        augment = distillation_arguments(output_dir="unused").synthesis_config().augment
+        stored = augmented_soft_labels(teacher, images.float() / 255, args.soft_label_epochs, augment, seed=0)
+        views = views_dataset(SoftLabels(probs, stored))
     features = subset.features.copy()
     from datasets import Dataset, Sequence, Value
 
@@ -585,15 +596,15 @@ def publish_random(ipc, args, teacher, train, work) -> Path:
         },
         features=features,
     )
-    folder = work / f"random-ipc{ipc}-published"
+    folder = work / (f"random-ipc{ipc}-published" + (f"-views{args.soft_label_epochs}" if views is not None else ""))
     meta = {
-        "arguments": {"images_per_class": ipc, "temperature": 1.0, "soft_label_epochs": 0},
+        "arguments": {"images_per_class": ipc, "temperature": 1.0, "soft_label_epochs": args.soft_label_epochs},
         "num_images": len(dataset),
         "num_classes": len(features["label"].names),
         "source_dataset": "fashion_mnist",
         "method": "random",
     }
-    save_distilled(folder, dataset, meta)
+    save_distilled(folder, dataset, meta, soft_label_views=views)
     print(folder)
     return folder
 

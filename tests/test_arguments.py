@@ -65,7 +65,7 @@ def test_recipes_and_the_cli_flags_meet_as_a_user_would_expect(tmp_path):
     parser = HfArgumentParser(DistillationArguments)
     (args,) = parser.parse_args_into_dataclasses(["--recipe", "official", "--learning_rate", "0.01"])
     assert (args.learning_rate, args.research.loss_scale) == (0.01, "official")
-    assert "{noise,real,patches}" in parser.format_help()
+    assert "{noise,real,patches,auto}" in parser.format_help()
     with pytest.raises(SystemExit):
         parser.parse_args_into_dataclasses(["--init", "zeros"])
     (args,) = parser.parse_args_into_dataclasses(["--research_options", '{"loss_scale": "sum", "roll": 0.1}'])

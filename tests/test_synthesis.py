@@ -262,3 +262,25 @@ def test_clean_feature_view_brings_the_un_augmented_images_to_their_points():
     assert history[-1]["feature_loss"] == pytest.approx(clean, rel=0.05)  # the logged term is the clean distance
     with pytest.raises(ValueError, match="feature_view='blurred'"):
         SynthesisConfig(feature_view="blurred")
+
+
+def test_image_priors_by_hand_and_they_smooth_the_images():
+    from wmdd_hf.synthesis import image_prior
+
+    x = torch.tensor([[[[0.0, 1.0], [1.0, 1.0]]]])  # down: |1-0|, |1-1| -> 0.5; right: |1-0|, |1-1| -> 0.5
+    torch.testing.assert_close(image_prior(x, 1.0, 0.0), torch.tensor(1.0))
+    torch.testing.assert_close(image_prior(x, 0.0, 2.0), torch.tensor(2 * 0.75))
+    teacher, labels, points, weights, norms = _setup()
+    targets = NormTargets.from_moments(norms, "per_class")
+    init = torch.rand(len(labels), 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+    def run(tv):
+        config = SynthesisConfig(iterations=20, learning_rate=0.05, tv_weight=tv)
+        return synthesize_batch(
+            teacher, init, labels, points, weights, targets, config, torch.Generator().manual_seed(0)
+        )
+
+    plain, smooth = run(0.0)[0], run(50.0)[0]
+    assert image_prior(smooth, 1.0, 0.0) < 0.8 * image_prior(plain, 1.0, 0.0)
+    with pytest.raises(ValueError, match="tv_weight and l2_weight must be >= 0"):
+        SynthesisConfig(l2_weight=-1.0)

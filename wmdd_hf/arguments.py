@@ -110,7 +110,7 @@ class ResearchOptions:
             ``barycenter_damping``.
         Synthesis: ``feature_loss``, ``bn_loss``, ``crop_scale_min``, ``loss_scale``, ``feature_norm``,
             ``first_bn_multiplier``, ``ce_weight``, ``jitter``, ``roll``, ``crop_milestone``, ``keep_best``,
-            ``feature_view``, ``patch_grid``, ``patch_candidates``.
+            ``feature_view``, ``tv_weight``, ``l2_weight``, ``patch_grid``, ``patch_candidates``.
     """
 
     # --- Teacher features and barycenters ---------------------------------------------------------------------
@@ -178,6 +178,14 @@ class ResearchOptions:
             "help": "'clean': match the un-augmented images' features to the points (the statistic and CE "
             "terms keep the augmented view); 'augmented': the view's features."
         },
+    )
+    tv_weight: float = field(
+        default=_synthesis_default("tv_weight"),
+        metadata={"help": "Total-variation prior (DeepInversion): weight of the mean neighbouring-pixel difference."},
+    )
+    l2_weight: float = field(
+        default=_synthesis_default("l2_weight"),
+        metadata={"help": "l2 prior (DeepInversion): weight of the mean squared pixel."},
     )
     patch_grid: int = field(default=2, metadata={"help": "init='patches': a grid x grid mosaic per image."})
     patch_candidates: int = field(

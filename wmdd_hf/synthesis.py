@@ -93,6 +93,8 @@ class SynthesisConfig:
     precision: Precision = "fp32"
     channels_last: bool = False
     feature_view: FeatureView = "augmented"
+    tv_weight: float = 0.0
+    l2_weight: float = 0.0
 
     def __post_init__(self):
         if self.iterations < 1 or self.log_every < 1:
@@ -119,8 +121,8 @@ class SynthesisConfig:
             raise ValueError(f"precision={self.precision!r} is not one of {PRECISIONS}.")
         if self.crop_milestone is not None and not 0 < self.crop_milestone <= 1:
             raise ValueError(f"crop_milestone={self.crop_milestone} must be in (0, 1].")
-        if self.ce_weight < 0 or self.roll < 0 or self.first_bn_multiplier < 0:
-            raise ValueError("ce_weight, roll and first_bn_multiplier must be >= 0.")
+        if min(self.ce_weight, self.roll, self.first_bn_multiplier, self.tv_weight, self.l2_weight) < 0:
+            raise ValueError("ce_weight, roll, first_bn_multiplier, tv_weight and l2_weight must be >= 0.")
 
     def augment_at(self, iteration: int) -> AugmentConfig:
         """The augmentation of ``iteration``: with ``crop_milestone``, the smallest crop area goes from 1 down to
@@ -173,7 +175,8 @@ class SynthesisTerms:
     ``pixels (B, C, H, W)`` in [0, 1] are the optimised leaf; ``views`` the augmented batch the teacher saw;
     ``logits (B, K)`` and ``features (B, D)`` its outputs (float32); ``labels (B,)``, ``points (B, D)`` and
     ``weights (B,)`` (summing to 1 per class) the targets; ``feature_loss`` and ``bn_loss`` the method's two terms
-    (scalars, as scaled by ``loss_scale``); ``iteration`` counts from 0.
+    (scalars, as scaled by ``loss_scale``); ``prior_loss`` the weighted image priors (``tv_weight``, ``l2_weight``),
+    None when both weights are 0; ``iteration`` counts from 0.
     """
 
     iteration: int
@@ -186,11 +189,20 @@ class SynthesisTerms:
     weights: torch.Tensor
     feature_loss: torch.Tensor
     bn_loss: torch.Tensor
+    prior_loss: torch.Tensor | None = None
 
 
 def default_loss(terms: SynthesisTerms, bn_weight: float) -> torch.Tensor:
-    """The WMDD objective: ``feature_loss + bn_weight * bn_loss``."""
-    return terms.feature_loss + bn_weight * terms.bn_loss
+    """The WMDD objective: ``feature_loss + bn_weight * bn_loss``, plus the image priors when they are on."""
+    loss = terms.feature_loss + bn_weight * terms.bn_loss
+    return loss if terms.prior_loss is None else loss + terms.prior_loss
+
+
+def image_prior(pixels: torch.Tensor, tv_weight: float, l2_weight: float) -> torch.Tensor:
+    """DeepInversion's priors on ``pixels (B, C, H, W)`` in [0, 1]: ``tv_weight`` x the mean absolute difference
+    of neighbouring pixels (down and right) plus ``l2_weight`` x the mean squared pixel, a mean over images."""
+    tv = (pixels[..., 1:, :] - pixels[..., :-1, :]).abs().mean() + (pixels[..., 1:] - pixels[..., :-1]).abs().mean()
+    return tv_weight * tv + l2_weight * pixels.pow(2).mean()
 
 
 class NormStatisticsLoss:
@@ -355,7 +367,10 @@ def _step_terms(
         feats = _clean_features(backbone, pixels, statistics, config, device)
     feature_loss = _feature_term(config, logits, feats, labels, points)
     bn_loss = statistics.value(device)
-    return SynthesisTerms(it, pixels, view, logits, feats, labels, points, statistics.weights, feature_loss, bn_loss)
+    prior = image_prior(pixels, config.tv_weight, config.l2_weight) if config.tv_weight or config.l2_weight else None
+    return SynthesisTerms(
+        it, pixels, view, logits, feats, labels, points, statistics.weights, feature_loss, bn_loss, prior
+    )
 
 
 def _descend(loss: torch.Tensor, optimizer: torch.optim.Optimizer, it: int, classes: torch.Tensor) -> None:

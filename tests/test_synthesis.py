@@ -284,3 +284,72 @@ def test_image_priors_by_hand_and_they_smooth_the_images():
     assert image_prior(smooth, 1.0, 0.0) < 0.8 * image_prior(plain, 1.0, 0.0)
     with pytest.raises(ValueError, match="tv_weight and l2_weight must be >= 0"):
         SynthesisConfig(l2_weight=-1.0)
+
+
+@pytest.mark.parametrize("loss_scale", ["sum", "mean", "official"])
+@pytest.mark.parametrize("bn_loss", ["per_class", "global"])
+def test_statistics_term_of_all_layers_at_once_equals_the_layer_by_layer_formula(loss_scale, bn_loss):
+    """The term is built from every layer's per-sample moments at once (one matrix product); here it is computed
+    layer by layer from the captured layer inputs, as the module docstring writes it, value and pixel gradient."""
+    from wmdd_hf.synthesis import NormStatisticsLoss
+
+    teacher, labels, points, weights, norms = _setup(num_classes=3, m=2)
+    g = torch.Generator().manual_seed(3)
+    for m in norms.values():  # targets that differ by class and channel
+        m.mean.copy_(torch.randn(m.mean.shape, generator=g, dtype=torch.float64))
+        m.m2.copy_(100 * torch.rand(m.m2.shape, generator=g, dtype=torch.float64) + 10)
+    targets = NormTargets.from_moments(norms, bn_loss)
+    config = SynthesisConfig(
+        bn_loss=bn_loss, loss_scale=loss_scale, first_bn_multiplier=1.0 if loss_scale == "sum" else 3.0
+    )
+    classes, slots = labels.unique(sorted=True, return_inverse=True)
+    w = weights / torch.zeros(len(classes)).index_add(0, slots, weights)[slots]
+    pixels = torch.rand(len(labels), 1, 28, 28, requires_grad=True)
+    with NormStatisticsLoss(teacher, targets, classes, slots, w, config) as term:
+        teacher(pixels)
+        fast = term.value(pixels.device)
+    (fast_grad,) = torch.autograd.grad(fast, pixels)
+
+    inputs = []
+    handles = [mod.register_forward_pre_hook(lambda mod, a: inputs.append(a[0])) for _, mod in teacher.norm_layers()]
+    teacher(pixels)
+    for h in handles:
+        h.remove()
+    per_layer = []
+    for i, ((name, _), x) in enumerate(zip(teacher.norm_layers(), inputs)):
+        if bn_loss == "per_class":
+            mean, var = weighted_class_moments(x, slots, w, len(classes), 1)
+            t_mean, t_var = targets.mean[name][classes], targets.var[name][classes]
+        else:
+            flat = x.transpose(0, 1).reshape(x.shape[1], -1)
+            mean, var = flat.mean(1)[None], flat.var(1, unbiased=False)[None]
+            t_mean, t_var = targets.mean[name], targets.var[name]
+        if loss_scale == "sum":
+            per_layer.append((mean - t_mean).pow(2).sum() + (var - t_var).pow(2).sum())
+        else:
+            layer = ((mean - t_mean).norm(dim=1) + (var - t_var).norm(dim=1)).mean()
+            per_layer.append(layer * (3.0 if i == 0 else 1.0))
+    slow = torch.stack(per_layer).mean() if loss_scale == "mean" else torch.stack(per_layer).sum()
+    (slow_grad,) = torch.autograd.grad(slow, pixels)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast_grad, slow_grad, rtol=1e-4, atol=1e-7)
+
+
+def test_a_non_finite_loss_after_the_start_is_reported_with_its_iteration():
+    """Finiteness is read on the host at logging steps only; the iteration reported is still the first bad one."""
+    teacher, labels, points, weights, _ = _setup()
+
+    def loss_fn(terms):  # finite until iteration 2
+        return terms.feature_loss * (float("nan") if terms.iteration == 2 else 1.0)
+
+    with pytest.raises(NonFiniteLossError, match="iteration 2"):
+        synthesize_batch(
+            teacher,
+            torch.rand(len(labels), 1, 28, 28),
+            labels,
+            points,
+            weights,
+            None,
+            SynthesisConfig(iterations=6, bn_loss="none", log_every=4),
+            loss_fn=loss_fn,
+        )

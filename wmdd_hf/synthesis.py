@@ -208,7 +208,13 @@ def image_prior(pixels: torch.Tensor, tv_weight: float, l2_weight: float) -> tor
 class NormStatisticsLoss:
     """The norm-statistics term: forward pre-hooks on the teacher's norm layers compare the (weighted, per-class or
     global) moments of each layer's input with the real ones. Use as a context manager (the hooks are removed on
-    exit); read :meth:`value` after each forward, call :meth:`reset` before the next one."""
+    exit); read :meth:`value` after each forward, call :meth:`reset` before the next one.
+
+    A hook keeps only its layer's per-sample moments, ``(B, C)`` float32 (two reductions of the input); :meth:`value`
+    turns those of every layer into per-class moments with one ``(G, B) @ (B, sum C)`` product against the weighted
+    class-slot matrix, and the term with a few ops over all layers at once. So the per-layer work is the reductions
+    alone, and nothing in a step waits for the device.
+    """
 
     def __init__(
         self,
@@ -223,8 +229,9 @@ class NormStatisticsLoss:
         self.layers = backbone.norm_layers() if config.bn_loss != "none" else []
         self.first = self.layers[0][0] if self.layers else None
         self.enabled = True  # off for a forward that must not count (the clean view of feature_view="clean")
-        self.terms: list[torch.Tensor] = []
+        self.seen: list[tuple[str, torch.Tensor, torch.Tensor]] = []  # (layer, mean_i (B, C), var_i (B, C))
         self.handles: list = []
+        self._joined: dict[tuple[str, ...], tuple[torch.Tensor, ...]] = {}
         if self.layers:  # the targets on the pixels' device once, not a host-to-device copy per layer per step
             device, names = weights.device, [n for n, _ in self.layers]
             rows = classes if config.bn_loss == "per_class" else slice(None)
@@ -232,6 +239,13 @@ class NormStatisticsLoss:
                 {n: targets.mean[n].to(device)[rows] for n in names},
                 {n: targets.var[n].to(device)[rows] for n in names},
             )
+            if config.bn_loss == "per_class":  # mixing[g, b]: the weight of image b in class slot g
+                self.mixing = torch.zeros(len(classes), len(slots), device=device)
+                self.mixing[slots, torch.arange(len(slots), device=device)] = weights
+                self.group = slots
+            else:  # one group, every image weighted equally (the batch statistics)
+                self.mixing = torch.full((1, len(slots)), 1.0 / len(slots), device=device)
+                self.group = torch.zeros_like(slots)
 
     def __enter__(self) -> NormStatisticsLoss:
         self.handles = [m.register_forward_pre_hook(lambda mod, a, n=n: self._hook(mod, a, n)) for n, m in self.layers]
@@ -242,32 +256,59 @@ class NormStatisticsLoss:
             h.remove()
 
     def reset(self) -> None:
-        self.terms.clear()
+        self.seen.clear()
 
     def _hook(self, module, args, name: str) -> None:
         if not self.enabled:
             return
-        x, config = args[0].float(), self.config  # moments in float32 even under autocast
-        dim = norm_channel_dim(module)
-        t_mean, t_var = self.targets.mean[name], self.targets.var[name]  # (classes of the batch, C) or (1, C)
-        if config.bn_loss == "per_class":
-            mean, var = weighted_class_moments(x, self.slots, self.weights, len(self.classes), dim)
-        else:
-            uniform = torch.full_like(self.weights, 1.0 / len(self.weights))
-            mean, var = weighted_class_moments(x, torch.zeros_like(self.slots), uniform, 1, dim)
-        if config.loss_scale == "sum":
-            self.terms.append((mean - t_mean).pow(2).sum() + (var - t_var).pow(2).sum())
-        else:  # per class: ||mean - M|| + ||var - V||, averaged over classes; the first layer weighted
-            term = ((mean - t_mean).norm(dim=1) + (var - t_var).norm(dim=1)).mean()
-            self.terms.append(term * (config.first_bn_multiplier if name == self.first else 1.0))
+        x = args[0].float()  # moments in float32 even under autocast
+        mean_i, m2_i, p = per_sample_moments(x, norm_channel_dim(module))
+        self.seen.append((name, mean_i, m2_i / p))
 
     def value(self, device: torch.device) -> torch.Tensor:
-        """The term of the last forward (0 without norm layers); ``loss_scale="mean"`` averages over layers,
-        ``"sum"`` and ``"official"`` sum."""
-        if not self.terms:
+        """The term of the last forward (0 without norm layers).
+
+        Per layer: ``sum (mean - M)^2 + sum (var - V)^2`` (``loss_scale="sum"``), or the mean over classes of
+        ``||mean - M|| + ||var - V||`` (the first layer's times ``first_bn_multiplier``); ``"mean"`` averages the
+        layers' terms, ``"sum"`` and ``"official"`` add them. ``mean``/``var`` are the weighted per-class moments of
+        :func:`weighted_class_moments`.
+        """
+        if not self.seen:
             return torch.zeros((), device=device)
-        total = torch.stack(self.terms).sum()
-        return total / len(self.terms) if self.config.loss_scale == "mean" else total
+        names = tuple(name for name, _, _ in self.seen)
+        t_mean, t_var, segment, multiplier = self._joined_targets(names)
+        mean_i = torch.cat([m for _, m, _ in self.seen], dim=1)  # (B, sum C)
+        var_i = torch.cat([v for _, _, v in self.seen], dim=1)
+        mean = self.mixing @ mean_i  # (G, sum C)
+        var = self.mixing @ (var_i + (mean_i - mean[self.group]).pow(2))
+        gap_mean, gap_var = (mean - t_mean).pow(2), (var - t_var).pow(2)
+        if self.config.loss_scale == "sum":
+            return gap_mean.sum() + gap_var.sum()
+        per_layer = torch.zeros(len(mean), len(names), device=mean.device)  # (G, layers)
+        norms = _sqrt(per_layer.index_add(1, segment, gap_mean)) + _sqrt(per_layer.index_add(1, segment, gap_var))
+        terms = norms.mean(0) * multiplier
+        return terms.mean() if self.config.loss_scale == "mean" else terms.sum()
+
+    def _joined_targets(self, names: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
+        """The targets of the layers a forward reached, in its order, joined along channels: ``(mean (G, sum C),
+        var (G, sum C), layer of each channel (sum C,), layer weights (layers,))``; built once per order."""
+        if names not in self._joined:
+            t = self.targets
+            device = t.mean[names[0]].device
+            segment = torch.cat([torch.full((t.mean[n].shape[1],), i, device=device) for i, n in enumerate(names)])
+            weights = [self.config.first_bn_multiplier if n == self.first else 1.0 for n in names]
+            self._joined[names] = (
+                torch.cat([t.mean[n] for n in names], dim=1),
+                torch.cat([t.var[n] for n in names], dim=1),
+                segment,
+                torch.tensor(weights, device=device),
+            )
+        return self._joined[names]
+
+
+def _sqrt(x: torch.Tensor) -> torch.Tensor:
+    """``sqrt(x)`` for ``x >= 0`` with a finite gradient at 0 (as ``Tensor.norm`` has)."""
+    return x.clamp_min(1e-30).sqrt()
 
 
 def render_view(
@@ -327,18 +368,24 @@ def synthesize_batch(
     loss_fn = loss_fn or (lambda terms: default_loss(terms, config.bn_weight))
     history: list[dict] = []
     best_loss, best = math.inf, None
+    first_bad = torch.full((), -1, device=device)  # the first iteration with a non-finite loss, read at logging steps
     with NormStatisticsLoss(backbone, targets, classes, slots, weights, config) as statistics:
         for it in range(config.iterations):
             lr = _cosine_learning_rate(optimizer, config, it)
             terms = _step_terms(backbone, space.render(leaf), statistics, config, it, generator, (labels, points))
             loss = loss_fn(terms)
-            if config.keep_best and loss.item() < best_loss:
+            if config.keep_best and loss.item() < best_loss:  # a research option: one host sync a step
                 best_loss, best = loss.item(), terms.pixels.detach().clone()
-            _descend(loss, optimizer, it, classes)
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), it, first_bad)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
             space.project(leaf)
             if on_step is not None:
                 on_step(it)
             if it % config.log_every == 0 or it == config.iterations - 1:
+                if int(first_bad) >= 0:  # the loop's only host syncs: here and in the record
+                    raise NonFiniteLossError(int(first_bad), classes.tolist())
                 history.append(_record(it, loss, terms.feature_loss, terms.bn_loss, config.bn_weight, lr))
                 if on_log is not None:
                     on_log(it, history[-1])
@@ -371,15 +418,6 @@ def _step_terms(
     return SynthesisTerms(
         it, pixels, view, logits, feats, labels, points, statistics.weights, feature_loss, bn_loss, prior
     )
-
-
-def _descend(loss: torch.Tensor, optimizer: torch.optim.Optimizer, it: int, classes: torch.Tensor) -> None:
-    """One optimiser step on ``loss``; a non-finite loss stops the batch with the classes it holds."""
-    if not torch.isfinite(loss):
-        raise NonFiniteLossError(it, classes.tolist())
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
 
 
 def _within_class(weights: torch.Tensor, slots: torch.Tensor, n_classes: int) -> torch.Tensor:

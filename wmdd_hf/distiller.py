@@ -47,6 +47,7 @@ from .data import (
     teacher_class_order,
     validate_dataset,
 )
+from .device_decode import decodes_on_device, iterate_device_batches
 from .feature_store import FOLDER, ClassShards, owned_classes, write_class
 from .results import Barycenters, SoftLabels, SyntheticImages, build_dataset, set_metrics, views_dataset
 from .sharding import class_batches, class_seed, own_share, send_features_to_owners
@@ -208,7 +209,8 @@ class Distiller:
     @contextlib.contextmanager
     def _statistics_batches(self):
         """``(batches, count or None)``: this process's share of ``(images, labels, rows)`` batches: the decoded
-        array when it fits in memory, else a DataLoader, or a shard of a stream."""
+        array when it fits in memory, else decoded on the GPU (:mod:`wmdd_hf.device_decode`) or by a DataLoader, or a
+        shard of a stream."""
         acc, a, ds, spec = self.accelerator, self.args, self.train_dataset, self.teacher.spec
         if not isinstance(ds, Dataset):
             from datasets.distributed import split_dataset_by_node
@@ -227,6 +229,11 @@ class Distiller:
                 # a generator: one batch copied at a time, not a second copy of the data
                 yield (
                     ((images[s : s + size], labels[s : s + size], idx[s : s + size]) for s in range(0, len(idx), size)),
+                    total,
+                )
+            elif decodes_on_device(ds, self.image_column, acc.device):  # nvJPEG: the GPU is fed without workers
+                yield (
+                    iterate_device_batches(ds, spec, self.image_column, self.label_column, size, acc.device, rows),
                     total,
                 )
             else:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The prepared checks for a session that is lent a GPU: one call of at most 10 minutes on one machine.
 #
-#   bash benchmarks/device_checks.sh                 # on the GPU machine, from the repository root
-#   QUICK=1 DEVICE=cpu BUDGET=900 bash benchmarks/device_checks.sh   # the same script, tiny, to check it on a CPU
+#   bash benchmarks/device_checks.sh gpu             # speed: gpu.py and imagenet_shape.py (about 5 minutes)
+#   bash benchmarks/device_checks.sh                 # quality: gpu.py, then the declared experiments still missing
+#   QUICK=1 DEVICE=cpu BUDGET=900 bash benchmarks/device_checks.sh [gpu]   # the same script, tiny, on a CPU
 #
 # 1. Setup. The GPU machine has no network: Python wheels missing there travel in .whl/ (datasets, POT, dill,
 #    multiprocess, fsspec) and Fashion-MNIST's IDX files in .fmnist/ (both git-ignored, named in the call's carry).
@@ -11,7 +12,8 @@
 #      python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
 #        datasets==5.2.0 POT==0.9.6.post1 dill==0.4.1 multiprocess==0.70.19 fsspec==2026.9.0
-# 2. benchmarks/gpu.py alone (its timings need a quiet GPU) while the dataset cache is built.
+# 2. benchmarks/gpu.py alone (its timings need a quiet GPU) while the dataset cache is built; with `gpu`, then
+#    benchmarks/imagenet_shape.py (statistics pass with GPU decoding, end to end, projection), and nothing else.
 # 3. Run the declared experiments still missing (benchmarks/run_experiments.py), in lanes that run in parallel on
 #    the one GPU, each into its own results file under $RESULTS; afterwards, here:
 #      python benchmarks/merge_results.py <the files under $RESULTS> && python benchmarks/report.py
@@ -28,10 +30,13 @@ WORK=${WORK:-outputs/device-work}
 mkdir -p "$RESULTS" "$WORK"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
+MODE=${1:-quality}
 if [ -n "${QUICK:-}" ]; then  # tiny sizes: checks the plumbing, measures nothing
-  SYN="--iterations 3 --limit_train 1000 --student_steps 12"; GPU="--steps 2 --size 32 --classes 2 --ipc 2"
+  SYN="--iterations 3 --limit_train 1000 --student_steps 12"; GPU="--steps 1 --repeats 1 --size 32 --batches 20 --profile"
+  SHAPE="--classes 3 --per_class 10 --size 32 --iterations 2 --num_workers 0"
 else
-  SYN=""; GPU="--steps 20 --compile"
+  SYN=""; GPU="--batches 100 200 500 --steps 10 --repeats 2 --compile --profile --budget_s 200"
+  SHAPE="--iterations 30 --precision bf16 --channels_last"
 fi
 
 run() {  # run CMD... with what is left of the budget; skipped near the deadline
@@ -57,6 +62,13 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 python3 -c "import torch, datasets, ot, timm, transformers; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'datasets', datasets.__version__, 'POT', ot.__version__)"
 
 # ---- 2. gpu.py alone, the dataset cache meanwhile --------------------------------------------------------------
+if [ "$MODE" = gpu ]; then
+  run python3 benchmarks/gpu.py --device "$DEVICE" $GPU --results "$RESULTS/gpu.json" 2>&1 | tee "$RESULTS/gpu.log"
+  run python3 benchmarks/imagenet_shape.py --device "$DEVICE" $SHAPE --work_dir "$WORK/imagenet-shape" \
+    --results "$RESULTS/imagenet_shape.json" 2>&1 | tee "$RESULTS/imagenet_shape.log"
+  echo "gpu checks done after $(($(date +%s) - START)) s"
+  exit 0
+fi
 python3 -c "from wmdd_hf import load_fashion_mnist; load_fashion_mnist()" >"$RESULTS/cache.log" 2>&1 &
 CACHE=$!
 timeout 200 python3 benchmarks/gpu.py --device "$DEVICE" $GPU --results "$RESULTS/gpu.json" >"$RESULTS/gpu.log" 2>&1

@@ -93,8 +93,9 @@ def seconds(fn, device: torch.device) -> float:
     return begin.elapsed_time(end) / 1000
 
 
-def measure(case: Case, setting: str, steps: int, repeats: int) -> dict:
-    """The step and the bare pass, alternately ``repeats`` times after a warm-up; the best of each."""
+def measure(case: Case, setting: str, steps: int, repeats: int, flops: float | None = None) -> dict:
+    """The step and the bare pass, alternately ``repeats`` times after a warm-up; the best of each. ``flops``: of
+    one step, when known (a compiled teacher's are its eager twin's)."""
     device = case.device
     case.bare(3, setting), case.step(3, setting)  # warm-up (and compilation)
     if device.type == "cuda":
@@ -103,7 +104,7 @@ def measure(case: Case, setting: str, steps: int, repeats: int) -> dict:
     for _ in range(repeats):
         bare = min(bare, seconds(lambda: case.bare(steps, setting), device) / steps)
         step = min(step, seconds(lambda: case.step(steps, setting), device) / steps)
-    flops = step_flops(case, setting)
+    flops = step_flops(case, setting) if flops is None else flops
     n = len(case.labels)
     return {
         "setting": setting,
@@ -123,7 +124,7 @@ def step_flops(case: Case, setting: str) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
-        case.bare(1, setting.replace("+compile", ""))
+        case.bare(1, setting)
     return float(counter.get_total_flops())
 
 
@@ -138,7 +139,7 @@ def profile_table(case: Case, setting: str, steps: int = 5) -> str:
         case.step(steps, setting)
         if cuda:
             torch.cuda.synchronize()
-    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    sort = "self_device_time_total" if cuda else "self_cpu_time_total"
     title = f"== {setting}, batch {len(case.labels)}, {steps} synthesis steps, sorted by {sort}"
     return title + "\n" + prof.key_averages().table(sort_by=sort, row_limit=10)
 
@@ -162,21 +163,32 @@ def main() -> None:
     teacher = load_backbone(args.model, num_classes=max(args.batches) // args.ipc, pretrained=False, img_size=args.size)
     teacher = teacher.freeze().to(device)
     settings = [s for s in SETTINGS if args.compile or not SETTINGS[s][2]]
-    rows, profiles, skipped = [], [], []
+    rows, profiles, skipped, flops = [], [], [], {}
     for setting in settings:
         _, channels_last, compiled = SETTINGS[setting]
         teacher.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         if compiled:  # in place: module names (and so the norm-layer statistics' keys) stay the same
             teacher.model.compile()
         for batch in args.batches:
-            if time.time() - start > args.budget_s:
+            # compilation is slow: the smallest and the largest batch only
+            if time.time() - start > args.budget_s or (compiled and batch not in (args.batches[0], args.batches[-1])):
                 skipped.append(f"{setting} batch {batch}")
                 continue
             case = Case(teacher, batch, args.ipc, args.size, device)
-            rows.append(measure(case, setting, args.steps, args.repeats))
+            try:
+                rows.append(measure(case, setting, args.steps, args.repeats, flops.get(batch) if compiled else None))
+                flops[batch] = rows[-1]["tflops_per_step"] * 1e12
+                if args.profile and batch == args.batches[0]:
+                    profiles.append(profile_table(case, setting))
+            except Exception as error:  # noqa: BLE001 - a failing setting (compilation, memory) is a result too
+                rows.append({"setting": setting, "batch": batch, "error": f"{type(error).__name__}: {error}"[:500]})
             print(json.dumps(rows[-1]), flush=True)
-            if args.profile and batch == args.batches[0]:
-                profiles.append(profile_table(case, setting))
+            write(args, device, start, rows, skipped, profiles)  # after every row: a run stopped early keeps them
+            del case
+    write(args, device, start, rows, skipped, profiles)
+
+
+def write(args, device: torch.device, start: float, rows: list, skipped: list, profiles: list) -> None:
     out = {
         "command": "python benchmarks/gpu.py " + " ".join(sys.argv[1:]),
         "date": datetime.date.today().isoformat(),

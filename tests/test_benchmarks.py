@@ -517,3 +517,50 @@ def test_the_runner_builds_the_quality_command_of_a_missing_row(tmp_path):
     (tmp_path / "bad" / "b.json").write_text(json.dumps(experiment))
     with pytest.raises(ValueError, match="b.json declares the same row as a.json"):
         runner.load_experiments(tmp_path / "bad")
+
+
+def test_imagenet_shape_runs_small_on_the_cpu_and_projects_from_what_it_measured(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "imagenet_shape.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "imagenet_shape.py"), "--device", "cpu", "--classes", "3"]
+    command += ["--per_class", "10", "--size", "32", "--iterations", "2", "--num_workers", "0"]
+    command += ["--work_dir", str(tmp_path / "work"), "--results", str(out)]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    result = json.loads(out.read_text())
+    assert result["device"] == "cpu" and result["data"] == {**result["data"], "classes": 3, "per_class": 10}
+    run, rates = result["end_to_end"], result["statistics_pass"]
+    assert set(run["stage_seconds"]) == {"statistics_s", "barycenter_s", "synthesis_s", "soft_labels_s", "save_s"}
+    assert rates["images"] == 30 and min(rates[k] for k in rates if k.endswith("_img_s")) > 0
+    # the projection is ImageNet-1K's work divided by the measured rates
+    projection = result["projection_imagenet_1k"]
+    assert projection["statistics_min"]["1"] == pytest.approx(
+        1_281_167 / rates["pass_device_decode_img_s"] / 60, rel=0.01
+    )
+    assert projection["synthesis_ipc50_min"]["8"] == pytest.approx(
+        1000 * 50 * 1000 / run["synthesis_img_x_it_s"] / 60 / 8, rel=0.01
+    )
+    # the data is JPEG bytes in an Image column, read back by datasets
+    from datasets import load_from_disk
+
+    data = load_from_disk(str(tmp_path / "work" / "textures-3x10-32px"))
+    assert data.features["image"].__class__.__name__ == "Image" and len(data) == 30
+    assert data.cast_column("image", Image(decode=False))[0]["image"]["bytes"][:3] == b"\xff\xd8\xff"
+
+
+def test_gpu_benchmark_runs_small_on_the_cpu_with_the_bare_pass_beside_the_step(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "gpu.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--size", "32"]
+    command += ["--batches", "20", "--steps", "1", "--repeats", "1", "--profile", "--results", str(out)]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["setting"] for r in rows] == ["fp32", "bf16", "bf16+channels_last"]
+    for r in rows:
+        assert r["step_over_bare"] == pytest.approx(r["seconds_per_step"] / r["bare_fwd_bwd_s"], rel=0.01)
+    assert "synthesis steps" in (tmp_path / "gpu_profile.txt").read_text()

@@ -151,3 +151,19 @@ def test_feature_pool_on_a_transformers_model_names_the_fix():
         b.set_feature_pool("avg")
     with pytest.raises(ValueError, match="feature_pool='max'"):
         b.set_feature_pool("max")
+
+
+def test_a_timm_without_data_config_in_save_for_hf_still_saves_the_normalisation(tmp_path, monkeypatch):
+    """timm releases before ``save_for_hf(..., data_config=)`` (a GPU image had one) made saving the teacher fail."""
+    import timm
+
+    real = timm.models.save_for_hf
+
+    def older(model, save_directory, model_config=None, model_args=None, safe_serialization=False):
+        return real(model, save_directory, model_config=model_config, safe_serialization=safe_serialization)
+
+    monkeypatch.setattr(timm.models, "save_for_hf", older)
+    b = load_backbone("wmdd_convnet", num_classes=3, in_chans=1, width=8, pretrained=False, img_size=20)
+    save_backbone(b, tmp_path / "model")
+    loaded = load_backbone(tmp_path / "model")
+    assert loaded.data_config == b.data_config and loaded.spec.size == (20, 20)

@@ -8,6 +8,7 @@ layer). :func:`load_backbone` is the one factory; :func:`save_backbone` writes a
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -435,13 +436,15 @@ def save_backbone(backbone: Backbone, folder: str | os.PathLike, metadata: dict 
             "mean": backbone.data_config["mean"],
             "std": backbone.data_config["std"],
         }
-        timm.models.save_for_hf(
-            backbone.model,
-            str(folder),
-            model_config={"label_names": backbone.class_names},
-            safe_serialization=True,
-            data_config=data_config,
-        )
+        options = {"model_config": {"label_names": backbone.class_names}, "safe_serialization": True}
+        takes_data_config = "data_config" in inspect.signature(timm.models.save_for_hf).parameters
+        if takes_data_config:
+            options["data_config"] = data_config
+        timm.models.save_for_hf(backbone.model, str(folder), **options)
+        if not takes_data_config:  # an older timm: the input size and normalisation written into its config here
+            config = json.loads((folder / "config.json").read_text())
+            config.setdefault("pretrained_cfg", {}).update(data_config)
+            (folder / "config.json").write_text(json.dumps(config, indent=2))
     elif backbone.source == "transformers":
         backbone.model.config.id2label = dict(enumerate(backbone.class_names))
         backbone.model.config.label2id = {n: i for i, n in enumerate(backbone.class_names)}

@@ -36,7 +36,7 @@ if [ -n "${QUICK:-}" ]; then  # tiny sizes: checks the plumbing, measures nothin
   SHAPE="--classes 3 --per_class 10 --size 32 --iterations 2 --num_workers 0"
 else
   SYN=""; GPU="--batches 100 200 500 --steps 10 --repeats 2 --compile --profile --budget_s 200"
-  SHAPE="--iterations 30 --precision bf16 --channels_last"
+  SHAPE="--iterations 30 --precision bf16 --channels_last --compile --num_workers 16"
 fi
 
 run() {  # run CMD... with what is left of the budget; skipped near the deadline

@@ -8,7 +8,7 @@
 2. The statistics pass in images per second, beside a bare teacher forward over the same images already decoded on
    the device (target >= 0.7): the library's pass over the encoded data as the Distiller runs it for data too large
    for memory (decoded on the GPU there, :mod:`wmdd_hf.device_decode`), and the DataLoader path with
-   ``--num_workers`` PIL workers.
+   ``--num_workers`` PIL workers; and its parts: decoding alone, and the pass over images already decoded.
 3. ``Distiller.distill()`` with ``--iterations`` synthesis steps: stage seconds, peak host and device memory, and
    synthesis images x iterations per second (the synthesis stage's wall time, batches' overheads included).
 4. The projection to ImageNet-1K (1,281,167 images, 1,000 classes, 1,000 iterations) at IPC 10 and 50 on one GPU and
@@ -109,12 +109,21 @@ def statistics_rates(teacher, data, batch: int, num_workers: int, device: torch.
         batches = iterate_batches(data, spec, "image", "label", batch, num_workers)
         collect_class_statistics(teacher, ((x.to(device, non_blocking=True), y, r) for x, y, r in batches), k)
 
+    def decode_only():
+        for _ in iterate_device_batches(data, spec, "image", "label", batch, device):
+            pass
+
+    def predecoded_pass():
+        collect_class_statistics(teacher, iter(decoded), k)
+
     bare()  # warm-up
     rates = {"bare_forward_img_s": n / min(timed(bare, device) for _ in range(2))}
+    rates["decode_only_img_s"] = n / timed(decode_only, device)
+    rates["pass_predecoded_img_s"] = n / timed(predecoded_pass, device)
     rates["pass_device_decode_img_s"] = n / timed(device_pass, device)
     rates["pass_dataloader_img_s"] = n / timed(loader_pass, device)
     out = {k: round(v, 1) for k, v in rates.items()}
-    for name in ("pass_device_decode_img_s", "pass_dataloader_img_s"):
+    for name in ("pass_predecoded_img_s", "pass_device_decode_img_s", "pass_dataloader_img_s"):
         out[name.replace("_img_s", "_over_bare")] = round(rates[name] / rates["bare_forward_img_s"], 3)
     out.update(images=n, batch=batch, num_workers=num_workers, target_over_bare=0.7)
     return out

@@ -68,3 +68,28 @@ def test_only_a_cuda_device_and_an_image_column_decode_on_the_device():
     assert not decodes_on_device(data, "image", torch.device("cpu"))
     assert decodes_on_device(data, "image", torch.device("cuda"))
     assert not decodes_on_device(data.to_iterable_dataset(), "image", torch.device("cuda"))
+
+
+def test_prefetching_keeps_the_order_raises_the_producers_error_and_stops_with_the_consumer():
+    from wmdd_hf.device_decode import prefetched
+
+    made = []
+
+    def batches(fail_at=None):
+        for i in range(6):
+            if i == fail_at:
+                raise ValueError(f"batch {i} is broken")
+            made.append(i)
+            yield (torch.full((2,), i),)
+
+    assert [int(b[0][0]) for b in prefetched(batches(), torch.device("cpu"))] == list(range(6))
+    with pytest.raises(ValueError, match="batch 3 is broken"):
+        list(prefetched(batches(fail_at=3), torch.device("cpu")))
+    made.clear()
+    stream = prefetched(batches(), torch.device("cpu"), depth=1)
+    next(stream)
+    stream.close()  # the consumer stops: the producer does not run on through the data
+    import time
+
+    time.sleep(0.5)
+    assert len(made) <= 3

@@ -9,6 +9,7 @@ for data that fits in memory and for every other device.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -38,18 +39,70 @@ def iterate_device_batches(
     image_column: str,
     label_column: str,
     batch_size: int,
-    device: torch.device,
+    device: torch.device | str,
     indices: Iterable[int] | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yields ``(images uint8 (B, C, H, W) on device, labels int64 (B,), rows int64 (B,))`` like
     :func:`wmdd_hf.data.iterate_batches`, decoding and resizing on ``device``."""
-    raw = dataset.cast_column(image_column, Image(decode=False))
+    raw, device = dataset.cast_column(image_column, Image(decode=False)), torch.device(device)
     rows = list(range(len(raw))) if indices is None else [int(i) for i in indices]
-    for s in range(0, len(rows), batch_size):
-        chunk = rows[s : s + batch_size]
-        part = raw[chunk] if len(chunk) > 1 else {k: [v] for k, v in raw[chunk[0]].items()}
-        images = decode_on_device(part[image_column], chunk, spec, device)
-        yield images, torch.tensor(part[label_column], dtype=torch.long), torch.tensor(chunk, dtype=torch.long)
+
+    def batches():
+        for s in range(0, len(rows), batch_size):
+            chunk = rows[s : s + batch_size]
+            part = raw[chunk] if len(chunk) > 1 else {k: [v] for k, v in raw[chunk[0]].items()}
+            images = decode_on_device(part[image_column], chunk, spec, device)
+            yield images, torch.tensor(part[label_column], dtype=torch.long), torch.tensor(chunk, dtype=torch.long)
+
+    return prefetched(batches(), device) if device.type == "cuda" else batches()
+
+
+def prefetched(batches: Iterator[tuple], device: torch.device, depth: int = 2) -> Iterator[tuple]:
+    """``batches`` (``(images on device, ...)`` tuples) produced by a background thread on a CUDA stream of its own,
+    up to ``depth`` ahead, so that decoding the next batch overlaps the teacher's work on this one. Each batch is
+    ready on the consumer's stream when yielded; an error in the thread is raised here."""
+    import queue
+    import threading
+
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    cuda = device.type == "cuda"
+    stop, stream, end = threading.Event(), torch.cuda.Stream(device) if cuda else None, object()
+
+    def work():
+        try:
+            with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+                for batch in batches:
+                    event = torch.cuda.Event() if cuda else None
+                    if cuda:
+                        event.record(stream)
+                    while not stop.is_set():
+                        try:
+                            ready.put((batch, event), timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+            ready.put((end, None))
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer
+            ready.put((error, None))
+
+    thread = threading.Thread(target=work, daemon=True, name="wmdd_hf-decode")
+    thread.start()
+    try:
+        while True:
+            batch, event = ready.get()
+            if batch is end:
+                return
+            if isinstance(batch, BaseException):
+                raise batch
+            if cuda:
+                current = torch.cuda.current_stream(device)
+                current.wait_event(event)
+                batch[0].record_stream(current)
+            yield batch
+    finally:
+        stop.set()
 
 
 def decode_on_device(values: list[dict], rows: list[int], spec: ImageSpec, device: torch.device) -> torch.Tensor:

@@ -65,8 +65,8 @@ def per_sample_moments(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.T
     """Per-sample channel moments of a layer input: ``(mean (B, C), m2 (B, C), values per channel per sample)``.
 
     Two reductions over every dimension but the batch and channel ones: the per-sample sums and sums of squares
-    (an einsum for a ``(B, C, H, W)`` input without gradients), then ``m2 = squares - sums * mean``; two to three
-    times faster than ``torch.var_mean`` on CPU, with or without autograd (synthesis differentiates through it).
+    (the squared ``vector_norm``, one fused pass, where no gradient is taken), then ``m2 = squares - sums * mean``;
+    faster than ``torch.var_mean`` on CPU, with or without autograd.
     Where the mean is large against the spread (``mean^2 > 100 var`` for any sample and channel, where float32
     cancellation could cost more than about 1e-5 relative) it falls back to the fused, stable ``var_mean``. On an
     accelerator it always takes ``var_mean``: one fused pass there, and no host sync to test the condition.
@@ -78,10 +78,10 @@ def per_sample_moments(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.T
     count = x.numel() // (x.shape[0] * x.shape[channel])
     if x.dtype == torch.float32 and x.device.type == "cpu":
         sums = x.sum(dim=reduce)
-        if not x.requires_grad and x.ndim == 4 and channel == 1:
-            squares = torch.einsum("bchw,bchw->bc", x, x)
-        else:
+        if x.requires_grad and torch.is_grad_enabled():
             squares = (x * x).sum(dim=reduce)
+        else:  # one fused reduction, no x * x in memory: several times faster
+            squares = torch.linalg.vector_norm(x, dim=reduce).square()
         mean = sums / count
         m2 = squares - sums * mean
         if bool((mean.detach().pow(2) * count <= 100 * m2.detach().clamp_min(0)).all()):

@@ -258,12 +258,12 @@ class NormStatisticsLoss:
     def reset(self) -> None:
         self.seen.clear()
 
-    def _hook(self, module, args, name: str) -> None:
+    def _hook(self, module, args, name: str):
         if not self.enabled:
-            return
-        x = args[0].float()  # moments in float32 even under autocast
-        mean_i, m2_i, p = per_sample_moments(x, norm_channel_dim(module))
-        self.seen.append((name, mean_i, m2_i / p))
+            return None
+        x, mean_i, var_i = ChannelMoments.apply(args[0], norm_channel_dim(module))
+        self.seen.append((name, mean_i, var_i))
+        return (x, *args[1:])  # the layer reads the tapped input, so both gradients meet in one backward
 
     def value(self, device: torch.device) -> torch.Tensor:
         """The term of the last forward (0 without norm layers).
@@ -304,6 +304,37 @@ class NormStatisticsLoss:
                 torch.tensor(weights, device=device),
             )
         return self._joined[names]
+
+
+class ChannelMoments(torch.autograd.Function):
+    """``(x, mean_i, var_i) = ChannelMoments.apply(x, dim)``: the identity on a norm layer's input ``x`` that also
+    returns its per-sample channel moments ``(B, C)`` in float32 (whatever ``x``'s dtype, e.g. bf16 under autocast).
+
+    Its backward adds the moments' gradient, ``grad_mean / n + 2 grad_var (x - mean) / n`` per sample and channel
+    (``n`` values per channel), to the gradient that reaches ``x`` through the layer, in two elementwise passes: no
+    second gradient for autograd to accumulate into ``x`` and no float32 copy of ``x`` kept for the backward.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dim: int):
+        mean, m2, count = per_sample_moments(x.float(), dim)
+        ctx.save_for_backward(x, mean)
+        ctx.channel, ctx.count = dim % x.ndim, count
+        return x.view_as(x), mean, m2 / count
+
+    @staticmethod
+    def backward(ctx, grad_x, grad_mean, grad_var):
+        x, mean = ctx.saved_tensors
+        grad_mean = torch.zeros_like(mean) if grad_mean is None else grad_mean
+        grad_var = torch.zeros_like(mean) if grad_var is None else grad_var
+        shape = [1] * x.ndim
+        shape[0], shape[ctx.channel] = x.shape[0], x.shape[ctx.channel]
+        scale = grad_var * (2.0 / ctx.count)  # d var / d x = 2 (x - mean) / n
+        offset = grad_mean / ctx.count - scale * mean  # d mean / d x = 1 / n
+        grad = torch.addcmul(offset.view(shape) if grad_x is None else grad_x, x, scale.view(shape))
+        if grad_x is not None:
+            grad = grad.add_(offset.view(shape))
+        return grad.to(x.dtype), None
 
 
 def _sqrt(x: torch.Tensor) -> torch.Tensor:

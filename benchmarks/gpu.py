@@ -173,6 +173,9 @@ def main() -> None:
         _, channels_last, compiled = SETTINGS[setting]
         teacher.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         if compiled:  # in place: module names (and so the norm-layer statistics' keys) stay the same
+            # this script runs the teacher in more variants than a Distiller run (two batches, with and without the
+            # statistics hooks, under grad and no-grad): without room for them dynamo stops compiling part-way
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
             teacher.model.compile()
         for batch in args.batches:
             # compilation is slow: the smallest and the largest batch only

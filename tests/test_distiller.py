@@ -317,14 +317,23 @@ def test_pooled_features_are_what_the_barycenters_and_synthesis_see(tmp_path, ti
     assert d.metrics["point_distances"]
 
 
-def test_torch_compile_gives_the_uncompiled_set(tmp_path, tiny_teacher, small_train):
+def test_torch_compile_gives_the_uncompiled_set_and_compiles_once_for_every_class_batch(
+    tmp_path, tiny_teacher, small_train
+):
+    from torch._dynamo.utils import counters
+
     small = small_train.select(range(0, 3000, 10))  # 30 per class
-    plain = Distiller(tiny_teacher, _args(tmp_path / "a", iterations=5, soft_label_epochs=0), small).distill()
-    compiled_args = _args(tmp_path / "b", iterations=5, soft_label_epochs=0, torch_compile=True)
+    options = dict(iterations=5, soft_label_epochs=0, batch_size=4)  # five class batches
+    plain = Distiller(tiny_teacher, _args(tmp_path / "a", **options), small).distill()
+    compiled_args = _args(tmp_path / "b", torch_compile=True, **options)
     compiled_args.torch_compile_backend = "aot_eager"  # dynamo + autograd tracing, no C++ toolchain needed
     distiller = Distiller(tiny_teacher, compiled_args, small)
+    counters.clear()
     compiled = distiller.distill()
     assert distiller.teacher.model._compiled_call_impl is not None  # compiled in place, names unchanged
+    # one graph for synthesis whatever the number of class batches (new hooks each batch), one for the no-grad
+    # labelling after it; no graph break (a break compiles every block apart, and dynamo gives up after 8)
+    assert not counters["graph_break"] and counters["stats"]["unique_graphs"] <= 2, dict(counters)
     a = np.stack([np.asarray(im) for im in plain["image"]]).astype(int)
     b = np.stack([np.asarray(im) for im in compiled["image"]]).astype(int)
     assert np.abs(a - b).max() <= 1 and compiled["label"] == plain["label"]

@@ -69,14 +69,15 @@ def per_sample_moments(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.T
     faster than ``torch.var_mean`` on CPU, with or without autograd.
     Where the mean is large against the spread (``mean^2 > 100 var`` for any sample and channel, where float32
     cancellation could cost more than about 1e-5 relative) it falls back to the fused, stable ``var_mean``. On an
-    accelerator it always takes ``var_mean``: one fused pass there, and no host sync to test the condition.
+    accelerator, and under ``torch.compile``, it always takes ``var_mean``: one fused pass there, and no host sync
+    (or graph break) to test the condition.
     """
     channel = dim % x.ndim
     reduce = tuple(d for d in range(1, x.ndim) if d != channel)
     if not reduce:
         return x, torch.zeros_like(x), 1
     count = x.numel() // (x.shape[0] * x.shape[channel])
-    if x.dtype == torch.float32 and x.device.type == "cpu":
+    if x.dtype == torch.float32 and x.device.type == "cpu" and not torch.compiler.is_compiling():
         sums = x.sum(dim=reduce)
         if x.requires_grad and torch.is_grad_enabled():
             squares = (x * x).sum(dim=reduce)

@@ -15,6 +15,7 @@ library's own student loop, ``wmdd_hf.evaluate_distilled``, with the matching pr
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -149,6 +150,11 @@ def main() -> None:
     if a.labels == "views" and views is None:
         raise SystemExit("--labels views needs a set with stored views (its soft_labels config); this one has none.")
     test = load_image_dataset(a.dataset, a.eval_split)
+    # under `accelerate launch` the transformers Trainer shares every step between the processes; the library's timm
+    # student loop is one process's, so the others leave it to the main one; only the main process prints
+    main_process = int(os.environ.get("RANK", "0")) == 0  # the launcher's rank: no process group made here
+    if a.model.startswith("timm:") and not main_process:
+        return
     torch.manual_seed(0)
     accs = []
     for seed in a.seeds:
@@ -157,9 +163,11 @@ def main() -> None:
             if a.model.startswith("timm:")
             else train_transformers(a, distilled, views, test, seed)
         )
-        print(json.dumps({"seed": seed, "acc": accs[-1]}), flush=True)
+        if main_process:
+            print(json.dumps({"seed": seed, "acc": accs[-1]}), flush=True)
     summary = {"distilled": a.distilled, "labels": a.labels, "model": a.model, "augment": a.augment, "seeds": a.seeds}
-    print(json.dumps({**summary, "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)), "accs": accs}))
+    if main_process:
+        print(json.dumps({**summary, "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)), "accs": accs}))
 
 
 if __name__ == "__main__":

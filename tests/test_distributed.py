@@ -166,3 +166,27 @@ def _assert_same_result(folder: Path, reference: Path) -> None:
     a = load_dataset(str(folder / "distilled"), split="train")
     b = load_dataset(str(reference / "distilled"), split="train")
     assert [np.asarray(im).tobytes() for im in a["image"]] == [np.asarray(im).tobytes() for im in b["image"]]
+
+
+def test_train_student_under_two_processes_trains_once_and_prints_once(tiny_teacher, small_train, tmp_path):
+    """examples/train_student.py under `accelerate launch` with two gloo processes: the transformers Trainer shares the
+    steps, the timm loop runs on the main process only, and each prints one summary, not one per process."""
+    import json
+
+    from wmdd_hf import DistillationArguments, Distiller
+
+    args = DistillationArguments(
+        output_dir=str(tmp_path / "run"), images_per_class=1, iterations=2, soft_label_epochs=2, disable_tqdm=True
+    )
+    Distiller(tiny_teacher, args, small_train).distill()
+    script = str(Path(__file__).parent.parent / "examples" / "train_student.py")
+    test_dir = tmp_path / "test"
+    small_train.select(range(0, 3000, 30)).save_to_disk(str(test_dir))  # 100 real images stand in for a test split
+    for model in ("resnet-tiny", "timm:wmdd_convnet"):
+        out = _run(
+            [*TWO_CPU_PROCESSES, _free_port(), script, "--distilled", str(tmp_path / "run" / "distilled")]
+            + ["--labels", "views", "--model", model, "--epochs", "2", "--batch_size", "4"]
+            + ["--dataset", str(test_dir), "--eval_split", "train"]
+        )
+        summaries = [json.loads(line) for line in out.splitlines() if line.startswith('{"distilled"')]
+        assert len(summaries) == 1 and 0.0 <= summaries[0]["acc_mean"] <= 1.0, out[-2000:]

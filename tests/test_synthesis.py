@@ -6,10 +6,22 @@ import torch
 
 from wmdd_hf import load_backbone
 from wmdd_hf.statistics import NormMoments
-from wmdd_hf.synthesis import NonFiniteLossError, NormTargets, SynthesisConfig, synthesize_batch, weighted_class_moments
+from wmdd_hf.synthesis import NonFiniteLossError, NormTargets, SynthesisConfig, synthesize_batch
 
 
-def test_weighted_class_moments_match_the_definition():
+def weighted_class_moments(x: torch.Tensor, slots: torch.Tensor, weights: torch.Tensor, groups: int, dim: int):
+    """The reference, one layer at a time: the weighted per-class ``(mean (G, C), var (G, C))`` of a layer input
+    ``x`` (``slots (B,)``: class slot of each image; ``weights (B,)``: summing to 1 per class), with
+    ``var = sum_j w_j (within-image variance_j + (mean_j - mean)^2)``."""
+    reduce = tuple(d for d in range(1, x.ndim) if d != dim % x.ndim)
+    var_i, mean_i = torch.var_mean(x, dim=reduce, correction=0)
+    w = weights.to(x.dtype)[:, None]
+    mean = torch.zeros(groups, mean_i.shape[1], dtype=x.dtype).index_add(0, slots, w * mean_i)
+    var = torch.zeros_like(mean).index_add(0, slots, w * (var_i + (mean_i - mean[slots]).pow(2)))
+    return mean, var
+
+
+def test_the_reference_class_moments_match_the_definition():
     x = torch.randn(5, 3, 4, 4, dtype=torch.float64)
     slots = torch.tensor([0, 0, 1, 1, 1])
     w = torch.tensor([0.25, 0.75, 0.2, 0.3, 0.5], dtype=torch.float64)

@@ -110,8 +110,9 @@ def decode_on_device(values: list[dict], rows: list[int], spec: ImageSpec, devic
     from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
     mode = ImageReadMode.GRAY if spec.channels == 1 else ImageReadMode.RGB
-    encoded = [torch.frombuffer(bytearray(_bytes_of(v, r)), dtype=torch.uint8) for v, r in zip(values, rows)]
-    jpeg = [i for i, e in enumerate(encoded) if bytes(e[:3].tolist()) == JPEG_MAGIC]
+    raw = [_bytes_of(v, r) for v, r in zip(values, rows)]
+    encoded = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in raw]
+    jpeg = [i for i, b in enumerate(raw) if b[:3] == JPEG_MAGIC]
     decoded: list[torch.Tensor | None] = [None] * len(encoded)
     if jpeg:
         on = device if device.type == "cuda" else "cpu"

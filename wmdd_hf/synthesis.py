@@ -153,21 +153,6 @@ class NormTargets:
         return cls({n: m.mean.float() for n, m in norms.items()}, {n: m.var.float() for n, m in norms.items()})
 
 
-def weighted_class_moments(x: torch.Tensor, slots: torch.Tensor, weights: torch.Tensor, groups: int, dim: int):
-    """Weighted per-class mean and variance of a layer input, differentiable.
-
-    ``x``: layer input of the batch; ``slots (B,)``: class slot 0..groups-1 of each image; ``weights (B,)``: weight of
-    each image within its class (summing to 1 per class). Returns ``(mean (G, C), var (G, C))`` where
-    ``var = sum_j w_j (within-image variance_j + (mean_j - mean)^2)``.
-    """
-    mean_i, m2_i, p = per_sample_moments(x, dim)
-    w = weights.to(x.dtype)[:, None]
-    mean = torch.zeros(groups, mean_i.shape[1], dtype=x.dtype, device=x.device).index_add(0, slots, w * mean_i)
-    spread = m2_i / p + (mean_i - mean[slots]).pow(2)
-    var = torch.zeros_like(mean).index_add(0, slots, w * spread)
-    return mean, var
-
-
 @dataclass
 class SynthesisTerms:
     """What one synthesis step computed, handed to the loss hook (:meth:`wmdd_hf.Distiller.synthesis_loss`).
@@ -270,8 +255,9 @@ class NormStatisticsLoss:
 
         Per layer: ``sum (mean - M)^2 + sum (var - V)^2`` (``loss_scale="sum"``), or the mean over classes of
         ``||mean - M|| + ||var - V||`` (the first layer's times ``first_bn_multiplier``); ``"mean"`` averages the
-        layers' terms, ``"sum"`` and ``"official"`` add them. ``mean``/``var`` are the weighted per-class moments of
-        :func:`weighted_class_moments`.
+        layers' terms, ``"sum"`` and ``"official"`` add them. ``mean``/``var`` of class k are the moments of the
+        w-weighted mixture of its images' value distributions: ``mean = sum_j w_j mean_j`` and
+        ``var = sum_j w_j (var_j + (mean_j - mean)^2)``, from each image's own ``mean_j``/``var_j``.
         """
         if not self.seen:
             return torch.zeros((), device=device)

@@ -32,6 +32,19 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
+def provenance(script: str, device: torch.device) -> dict:
+    """Where a results file came from: the command (``script`` with this process's arguments), date and device."""
+    import datetime
+
+    return {
+        "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
+        "date": datetime.date.today().isoformat(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+    }
+
+
 def distillation_arguments(**options) -> DistillationArguments:
     """``DistillationArguments`` from flat options, the form of the experiment files, the sweep's grids and the run
     configs: the names of ``ResearchOptions`` go into ``research_options``."""

@@ -16,7 +16,6 @@ per second, their ratio (target <= 1.3), the achieved TFLOP/s (torch.utils.flop_
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -32,7 +31,7 @@ from wmdd_hf.statistics import collect_class_statistics  # noqa: E402
 from wmdd_hf.synthesis import NormTargets, SynthesisConfig, synthesize_batch  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import device_name, pick_device  # noqa: E402
+from common import pick_device, provenance  # noqa: E402
 
 SETTINGS = {  # name: (precision, channels_last, compile); the compiled ones last (compilation stays on)
     "fp32": ("fp32", False, False),
@@ -207,11 +206,7 @@ def dynamo_counters() -> dict:
 
 def write(args, device: torch.device, start: float, rows: list, skipped: list, profiles: list) -> None:
     out = {
-        "command": "python benchmarks/gpu.py " + " ".join(sys.argv[1:]),
-        "date": datetime.date.today().isoformat(),
-        "device": str(device),
-        "device_name": device_name(device),
-        "torch": torch.__version__,
+        **provenance("gpu.py", device),
         "shape": {"model": f"{args.model} (timm, random weights)", "size": args.size, "ipc": args.ipc},
         "steps": args.steps,
         "repeats": args.repeats,

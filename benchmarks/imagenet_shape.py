@@ -20,7 +20,6 @@ Results: ``benchmarks/results/imagenet_shape.json`` with the command, device and
 from __future__ import annotations
 
 import argparse
-import datetime
 import io
 import json
 import resource
@@ -43,7 +42,7 @@ from wmdd_hf.device_decode import decodes_on_device, iterate_device_batches  # n
 from wmdd_hf.statistics import collect_class_statistics  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import device_name, pick_device  # noqa: E402
+from common import pick_device, provenance  # noqa: E402
 
 IMAGENET_IMAGES, IMAGENET_CLASSES, IMAGENET_ITERATIONS = 1_281_167, 1000, 1000
 
@@ -202,11 +201,7 @@ def main() -> None:
     rates = statistics_rates(teacher, data, args.batch, args.num_workers, device)
     print(json.dumps(rates), flush=True)
     out = {
-        "command": "python benchmarks/imagenet_shape.py " + " ".join(sys.argv[1:]),
-        "date": datetime.date.today().isoformat(),
-        "device": str(device),
-        "device_name": device_name(device),
-        "torch": torch.__version__,
+        **provenance("imagenet_shape.py", device),
         "data": {"classes": args.classes, "per_class": args.per_class, "size": args.size, "build_s": round(build_s, 1)},
         "statistics_pass": rates,
     }

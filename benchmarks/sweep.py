@@ -56,6 +56,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=1000)
     p.add_argument("--student_steps", type=int, default=300)
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="Student seeds per point (mean ± std).")
+    p.add_argument("--protocol", default="soft", choices=["soft", "hard", "fixed"], help="The students' protocol.")
+    p.add_argument("--no_augment", action="store_true", help="Students without crop and flip (hard and fixed).")
     p.add_argument("--device", default=None, help="Students and teacher; default: cuda when available, else cpu.")
     p.add_argument(
         "--limit_train", type=int, default=None, help="Plumbing checks only: the first N training rows (no results)."
@@ -88,10 +90,11 @@ def main() -> None:
     teacher = load_backbone(args.teacher).freeze().to(device)
     path = Path(args.results)
     results = json.loads(path.read_text()) if path.exists() else {"points": []}
-    done = {key(r["point"], r["ipc"], r.get("student_steps", 300), r.get("seeds", [0])) for r in results["points"]}
+    done = {key(r["point"], r["ipc"], *budget_of(r)) for r in results["points"]}
+    budget = (args.student_steps, list(args.seeds), args.protocol, not args.no_augment)
     work = work_folder(args.work_dir, args.limit_train)
     for point in points(grid):
-        if key(point, args.ipc, args.student_steps, args.seeds) in done:
+        if key(point, args.ipc, *budget) in done:
             continue
         shared = work / statistics_file(point)
         out = work / f"ipc{args.ipc}" / name_of(point)
@@ -110,7 +113,13 @@ def main() -> None:
         distilled = distiller.distill()
         share_statistics(out, shared)
         seconds = time.time() - start
-        config = EvaluationConfig(steps=args.student_steps, eval_every=args.student_steps, progress=False)
+        config = EvaluationConfig(
+            protocol=args.protocol,
+            augment=not args.no_augment,
+            steps=args.student_steps,
+            eval_every=args.student_steps,
+            progress=False,
+        )
         r = evaluate_distilled(
             distilled, validation, teacher=teacher, config=config, seeds=tuple(args.seeds), device=device
         )
@@ -127,6 +136,8 @@ def main() -> None:
             "val_accs": r["accs"],
             "seeds": list(args.seeds),
             "student_steps": args.student_steps,
+            "protocol": args.protocol,
+            "augment": not args.no_augment,
             "device": device_name(device),
             "feature_loss_end": m["feature_loss_end"],
             "bn_loss_end": m["bn_loss_end"],
@@ -142,7 +153,7 @@ def main() -> None:
         results["commands"] = sorted(set(results.get("commands", [])) | {cmd})
         results["protocol"] = {
             "selection": "validation split (5,000 held-out training images, seed 0); the test split is never read",
-            "student": "wmdd_convnet width 64, soft protocol; seeds and student steps per row",
+            "student": "wmdd_convnet width 64; protocol (soft unless named), augmentation, seeds and steps per row",
             "synthesis_iterations": "1000 unless the point sets iterations",
         }
         path.write_text(json.dumps(results, indent=2))
@@ -153,28 +164,44 @@ def main() -> None:
         write_best(results, args, Path(args.best_out))
 
 
-def key(point: dict, ipc: int, steps: int, seeds) -> str:
-    return json.dumps({"point": point, "ipc": ipc, "steps": steps, "seeds": list(seeds)}, sort_keys=True)
+def budget_of(row: dict) -> tuple:
+    """``(student steps, seeds, protocol, augment)`` of a row (rows before the protocol was recorded: soft, aug)."""
+    return row.get("student_steps", 300), row.get("seeds", [0]), row.get("protocol", "soft"), row.get("augment", True)
+
+
+def key(point: dict, ipc: int, steps: int, seeds, protocol: str = "soft", augment: bool = True) -> str:
+    budget = {"steps": steps, "seeds": list(seeds)}
+    if (protocol, augment) != ("soft", True):  # the keys of the rows measured before the protocol was recorded
+        budget.update(protocol=protocol, augment=augment)
+    return json.dumps({"point": point, "ipc": ipc, **budget}, sort_keys=True)
 
 
 def write_best(results: dict, args, out: Path) -> dict:
-    """The point with the best mean validation accuracy among those measured at this IPC, student budget and
-    seeds (ties: the first measured)."""
-    rows = [
-        r
-        for r in results["points"]
-        if r["ipc"] == args.ipc
-        and r.get("student_steps", 300) == args.student_steps
-        and r.get("seeds", [0]) == list(args.seeds)
-    ]
+    """The point with the best mean validation accuracy among those measured at this IPC, student budget, seeds
+    and protocol (ties: the first measured)."""
+    budget = (args.student_steps, list(args.seeds), args.protocol, not args.no_augment)
+    rows = [r for r in results["points"] if r["ipc"] == args.ipc and budget_of(r) == budget]
     if not rows:
         raise SystemExit("No sweep point at this IPC, budget and seeds: nothing to choose from.")
     best = max(rows, key=lambda r: r["val_acc"])
     out.parent.mkdir(parents=True, exist_ok=True)
     chosen = {"point": best["point"], "val_acc": best["val_acc"], "ipc": args.ipc, "among": len(rows)}
+    chosen.update(protocol=args.protocol, augment=not args.no_augment)
     out.write_text(json.dumps(chosen, indent=2))
     print("best:", json.dumps(chosen), flush=True)
     return chosen
+
+
+def label_of(row: dict) -> str:
+    """The students' protocol, as the tables name it: ``soft``, ``hard``, ``hard, no aug``, ``fixed``..."""
+    _, _, protocol, augment = budget_of(row)
+    return protocol if augment else f"{protocol}, no aug"
+
+
+def group_of(row: dict) -> tuple:
+    """Rows that compete for "best": the same protocol, augmentation, student steps and number of seeds."""
+    steps, seeds, protocol, augment = budget_of(row)
+    return protocol, augment, steps, len(seeds)
 
 
 def render(results: dict) -> str:
@@ -183,24 +210,24 @@ def render(results: dict) -> str:
     for ipc in sorted({r["ipc"] for r in results["points"]}):
         rows = sorted(
             (r for r in results["points"] if r["ipc"] == ipc),
-            key=lambda r: (r.get("student_steps", 300), len(r.get("seeds", [0])), -r["val_acc"]),
+            key=lambda r: (label_of(r), r.get("student_steps", 300), len(r.get("seeds", [0])), -r["val_acc"]),
         )
         lines += [
             f"## IPC {ipc}",
             "",
-            "| point | student steps | seeds | val % | feature end | stat end | classes closer | set W2² | distil s "
-            "| device |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| point | students | student steps | seeds | val % | feature end | stat end | classes closer | set W2² "
+            "| distil s | device |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         best = {}
         for r in rows:
-            best.setdefault((r.get("student_steps", 300), len(r.get("seeds", [0]))), r["val_acc"])
+            best.setdefault(group_of(r), r["val_acc"])
         for r in rows:
-            budget = (r.get("student_steps", 300), len(r.get("seeds", [0])))
-            mark = " **(best)**" if best[budget] == r["val_acc"] else ""
+            mark = " **(best)**" if best[group_of(r)] == r["val_acc"] else ""
             std = f" ± {100 * r['val_acc_std']:.2f}" if "val_acc_std" in r and len(r["seeds"]) > 1 else ""
             lines.append(
-                f"| `{json.dumps(r['point'])}`{mark} | {budget[0]} | {budget[1]} | {100 * r['val_acc']:.2f}{std} | "
+                f"| `{json.dumps(r['point'])}`{mark} | {label_of(r)} | {r.get('student_steps', 300)} | "
+                f"{len(r.get('seeds', [0]))} | {100 * r['val_acc']:.2f}{std} | "
                 f"{r['feature_loss_end']:.4g} | {r['bn_loss_end']:.4g} | {r['classes_closer_than_median_real']} | "
                 f"{'—' if r.get('set_w2') is None else format(r['set_w2'], '.1f')} | "
                 f"{r['distill_seconds']} | {r.get('device', 'cpu')} |"

@@ -147,12 +147,25 @@ def test_the_sweep_names_its_best_point_among_equal_budgets_only(tmp_path):
             {"ipc": 10, "point": {"a": 2}, "val_acc": 0.82, "student_steps": 1200, "seeds": [0, 1, 2]},
             {"ipc": 10, "point": {"a": 3}, "val_acc": 0.90, "student_steps": 300, "seeds": [0]},  # other budget
             {"ipc": 1, "point": {"a": 4}, "val_acc": 0.95, "student_steps": 1200, "seeds": [0, 1, 2]},  # other IPC
+            # other protocols: hard labels without augmentation, and with it
+            {"ipc": 10, "point": {"a": 5}, "val_acc": 0.99, "student_steps": 1200, "seeds": [0, 1, 2]}
+            | {"protocol": "hard", "augment": False},
+            {"ipc": 10, "point": {"a": 6}, "val_acc": 0.70, "student_steps": 1200, "seeds": [0, 1, 2]}
+            | {"protocol": "hard", "augment": False},
+            {"ipc": 10, "point": {"a": 7}, "val_acc": 0.98, "student_steps": 1200, "seeds": [0, 1, 2]}
+            | {"protocol": "hard", "augment": True},
         ]
     }
-    args = argparse.Namespace(ipc=10, student_steps=1200, seeds=[0, 1, 2])
+    args = argparse.Namespace(ipc=10, student_steps=1200, seeds=[0, 1, 2], protocol="soft", no_augment=False)
     best = sweep.write_best(results, args, tmp_path / "best.json")
     assert best["point"] == {"a": 2} and best["among"] == 2
     assert json.loads((tmp_path / "best.json").read_text())["point"] == {"a": 2}
+    hard = argparse.Namespace(ipc=10, student_steps=1200, seeds=[0, 1, 2], protocol="hard", no_augment=True)
+    best = sweep.write_best(results, hard, tmp_path / "best-hard.json")
+    assert best["point"] == {"a": 5} and best["among"] == 2 and best["augment"] is False
+    # a row measured before the protocol was recorded keeps its key (so it is never measured again)
+    old = results["points"][1]
+    assert sweep.key(old["point"], 10, *sweep.budget_of(old)) == sweep.key({"a": 2}, 10, 1200, [0, 1, 2])
 
 
 def test_a_shared_statistics_pass_travels_with_its_feature_shards(tmp_path):

@@ -167,3 +167,19 @@ def test_a_timm_without_data_config_in_save_for_hf_still_saves_the_normalisation
     save_backbone(b, tmp_path / "model")
     loaded = load_backbone(tmp_path / "model")
     assert loaded.data_config == b.data_config and loaded.spec.size == (20, 20)
+
+
+def test_mean_and_std_given_for_a_timm_name_are_the_ones_used(tmp_path):
+    """They were silently replaced by the architecture's defaults (the ConvNet's Fashion-MNIST statistics)."""
+    b = load_backbone("wmdd_convnet", num_classes=3, in_chans=1, width=8, pretrained=False, mean=(0.3,), std=(0.2,))
+    assert b.data_config["mean"] == pytest.approx((0.3,)) and b.data_config["std"] == pytest.approx((0.2,))
+    x = torch.rand(2, 1, 28, 28)
+    plain = load_backbone("wmdd_convnet", num_classes=3, in_chans=1, width=8, pretrained=False)
+    plain.model.load_state_dict(b.model.state_dict())
+    with torch.no_grad():  # the same weights, so the features differ only by the normalisation
+        torch.testing.assert_close(b.model((x - 0.3) / 0.2), b(x)[0])
+        assert not torch.allclose(plain(x)[0], b(x)[0])
+    save_backbone(b, tmp_path / "model")  # and they travel with it
+    assert load_backbone(tmp_path / "model").data_config["mean"] == pytest.approx((0.3,))
+    with pytest.raises(ValueError, match="3 values: the model reads 1 channel"):
+        load_backbone("wmdd_convnet", num_classes=3, in_chans=1, width=8, pretrained=False, mean=(0.3, 0.3, 0.3))

@@ -204,7 +204,15 @@ def _find_head(model: nn.Module) -> nn.Linear:
 # --------------------------------------------------------------------------------------------------------------------
 # Factory
 # --------------------------------------------------------------------------------------------------------------------
-def _from_timm(model: nn.Module, class_names: list[str] | None, img_size: int | None = None) -> Backbone:
+def _from_timm(
+    model: nn.Module,
+    class_names: list[str] | None,
+    img_size: int | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> Backbone:
+    """A timm model as a Backbone: input size and normalisation from its ``pretrained_cfg``, unless ``img_size``,
+    ``mean`` and ``std`` say otherwise (one value per input channel)."""
     import timm
 
     model = getattr(model, "timm_model", model)
@@ -216,6 +224,13 @@ def _from_timm(model: nn.Module, class_names: list[str] | None, img_size: int | 
     if len(cfg["mean"]) != channels:  # a stem rebuilt for another channel count: average the statistics
         cfg["mean"] = (sum(cfg["mean"]) / len(cfg["mean"]),) * channels
         cfg["std"] = (sum(cfg["std"]) / len(cfg["std"]),) * channels
+    for key, given in (("mean", mean), ("std", std)):
+        if given is not None:
+            if len(given) != channels:
+                raise ValueError(
+                    f"{key}={tuple(given)} has {len(given)} values: the model reads {channels} channel(s)."
+                )
+            cfg[key] = tuple(float(v) for v in given)
     names = class_names or model.pretrained_cfg.get("label_names")
     if isinstance(names, dict):
         names = [names[k] for k in sorted(names)]
@@ -304,7 +319,7 @@ def load_backbone(
         return model
     if isinstance(model, nn.Module):
         if hasattr(model, "pretrained_cfg") or hasattr(model, "timm_model"):
-            return _from_timm(model, class_names)
+            return _from_timm(model, class_names, mean=mean, std=std)
         if hasattr(model, "config") and hasattr(model.config, "id2label"):
             return _from_transformers(model, None, class_names, img_size, mean, std)
         if in_chans is None or img_size is None:
@@ -359,7 +374,7 @@ def _load_named(
         config = json.loads((folder / "config.json").read_text())
         if "architecture" in config:  # timm layout
             net = timm.create_model(f"local-dir:{folder}", pretrained=pretrained, **kwargs)
-            return _from_timm(net, class_names, img_size)
+            return _from_timm(net, class_names, img_size, mean, std)
         return _load_transformers(str(folder), num_classes, class_names, pretrained, img_size, mean, std)
     if folder.is_dir():
         raise ValueError(f"{name} is a folder without config.json: not a saved model (see wmdd_hf.save_backbone).")
@@ -370,7 +385,7 @@ def _load_named(
             )
         except TypeError:
             net = timm.create_model(name, pretrained=pretrained, **kwargs)
-        return _from_timm(net, class_names, img_size)
+        return _from_timm(net, class_names, img_size, mean, std)
     if _looks_like_a_path(name):
         raise ValueError(
             f"No folder {name} (looked in {Path(name).resolve().parent}), and {name!r} is not a timm model name: "

@@ -50,7 +50,7 @@ def iterate_device_batches(
     def batches():
         for s in range(0, len(rows), batch_size):
             chunk = rows[s : s + batch_size]
-            part = raw[chunk] if len(chunk) > 1 else {k: [v] for k, v in raw[chunk[0]].items()}
+            part = raw[chunk]  # a list of rows gives columns of lists, one row too
             images = decode_on_device(part[image_column], chunk, spec, device)
             yield images, torch.tensor(part[label_column], dtype=torch.long), torch.tensor(chunk, dtype=torch.long)
 
@@ -58,9 +58,9 @@ def iterate_device_batches(
 
 
 def prefetched(batches: Iterator[tuple], device: torch.device, depth: int = 2) -> Iterator[tuple]:
-    """``batches`` (``(images on device, ...)`` tuples) produced by a background thread on a CUDA stream of its own,
-    up to ``depth`` ahead, so that decoding the next batch overlaps the teacher's work on this one. Each batch is
-    ready on the consumer's stream when yielded; an error in the thread is raised here."""
+    """``batches`` (``(images on device, ...)`` tuples) produced by a background thread, up to ``depth`` ahead, so
+    that decoding the next batch overlaps the teacher's work on this one; on CUDA the thread works on a stream of its
+    own and each batch is ready on the consumer's stream when yielded. An error in the thread is raised here."""
     import queue
     import threading
 

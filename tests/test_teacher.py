@@ -78,3 +78,20 @@ def test_disable_tqdm_silences_the_teacher_trainers_bars_but_not_its_epoch_lines
     out = capsys.readouterr()
     assert "epoch 1/1" not in out.err and "it/s" not in out.err  # no progress bar
     assert "epoch 1: test accuracy" in out.out
+
+
+def test_validation_size_keeps_the_benchmarks_validation_part_away_from_the_teacher(tmp_path):
+    folder, _ = _colour_folder(tmp_path)
+    out = tmp_path / "teacher"
+    args = TeacherTrainingArguments(
+        output_dir=str(out), dataset=str(folder), epochs=1, width=8, eval_every=1, validation_size=4
+    )
+    train_teacher(args)
+    from datasets import load_from_disk
+
+    kept = load_from_disk(str(folder))["train"].train_test_split(test_size=4, seed=0, stratify_by_column="label")
+    pixels = np.stack([np.asarray(im) for im in kept["train"]["image"]]).astype(np.float64) / 255
+    teacher = load_backbone(out)
+    np.testing.assert_allclose(teacher.data_config["mean"], pixels.mean((0, 1, 2)), atol=1e-5)
+    meta = json.loads((out / "wmdd_hf.json").read_text())
+    assert "less its 4-image validation part" in meta["trained_on"]

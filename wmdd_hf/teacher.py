@@ -19,7 +19,15 @@ from tqdm.auto import tqdm
 
 from .augment import AugmentConfig, augment
 from .backbones import Backbone, load_backbone, save_backbone
-from .data import ImageSpec, decode_all, fits_in_memory, image_channels, load_image_dataset, validate_dataset
+from .data import (
+    ImageSpec,
+    decode_all,
+    fits_in_memory,
+    image_channels,
+    load_image_dataset,
+    train_validation_split,
+    validate_dataset,
+)
 from .evaluation import test_accuracy
 
 
@@ -39,6 +47,13 @@ class TeacherTrainingArguments:
         },
     )
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    validation_size: int = field(
+        default=0,
+        metadata={
+            "help": "Hold out this many training images (the seeded, class-stratified part that the benchmarks "
+            "choose on, wmdd_hf.data.train_validation_split) and train on the rest; 0 trains on the whole split."
+        },
+    )
     eval_split: str = field(default="test", metadata={"help": "Split to report accuracy on."})
     image_column: str | None = field(default=None, metadata={"help": "Image column (auto-detected)."})
     label_column: str | None = field(default=None, metadata={"help": "ClassLabel column (auto-detected)."})
@@ -119,12 +134,19 @@ def train_teacher(args: TeacherTrainingArguments) -> dict:
             metadata={
                 "training_arguments": asdict(args),
                 "dataset": args.dataset,
-                "normalization": {"mean": mean, "std": std, "from": f"{args.dataset} {args.train_split} split"},
+                "normalization": {"mean": mean, "std": std, "from": _trained_on(args)},
+                "trained_on": _trained_on(args),
                 "num_processes": accelerator.num_processes,
                 **result,
             },
         )
     return result
+
+
+def _trained_on(args: TeacherTrainingArguments) -> str:
+    """What the teacher saw, in words: the split, less the held-out validation part if any."""
+    held_out = f" less its {args.validation_size}-image validation part (seed 0)" if args.validation_size else ""
+    return f"{args.dataset} {args.train_split} split{held_out}"
 
 
 def _teacher_and_data(args: TeacherTrainingArguments, accelerator):
@@ -135,6 +157,8 @@ def _teacher_and_data(args: TeacherTrainingArguments, accelerator):
         test = load_image_dataset(args.dataset, args.eval_split)
     image_col, label_col = validate_dataset(train, args.image_column, args.label_column)
     names = train.features[label_col].names
+    if args.validation_size:  # the part the benchmarks choose on stays unseen by the teacher
+        train, _ = train_validation_split(train, args.validation_size, label_column=label_col)
     first = train[0][image_col]
     if args.img_size is None:  # the data's size, not the architecture's default
         args = dataclasses.replace(args, img_size=min(first.size))

@@ -52,10 +52,16 @@ def distillation_arguments(**options) -> DistillationArguments:
     return DistillationArguments(**options, research_options=research)
 
 
-def benchmark_splits(limit_train: int | None = None):
+#: --dataset of the benchmarks: name -> load_fashion_mnist arguments. The RGB copy keeps the rows in the same order,
+#: so both have the same validation part and the same random picks.
+DATASETS = {"fashion_mnist": {}, "fashion_mnist_rgb32": {"rgb": True, "size": 32}}
+
+
+def benchmark_splits(limit_train: int | None = None, dataset: str = "fashion_mnist"):
     """``(train, validation, test)``: the 5,000-image stratified validation split (seed 0) held out of Fashion-MNIST's
-    training split. ``limit_train`` (plumbing checks only) keeps the first N training rows and N / 5 of the others."""
-    data = load_fashion_mnist()
+    training split (``dataset``: a key of :data:`DATASETS`). ``limit_train`` (plumbing checks only) keeps the first N
+    training rows and N / 5 of the others."""
+    data = load_fashion_mnist(**DATASETS[dataset])
     train, validation = train_validation_split(data["train"], VALIDATION_SIZE, SPLIT_SEED)
     test = data["test"]
     if limit_train:

@@ -43,6 +43,7 @@ from wmdd_hf.visualization import save_accuracy_curve  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import (  # noqa: E402
+    DATASETS,
     SPLIT_SEED,
     VALIDATION_SIZE,
     benchmark_splits,
@@ -80,6 +81,18 @@ def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage", choices=["budget", "table", "sets", "full_data", "publish_random"], default="table")
     p.add_argument("--teacher", default=str(ROOT / "checkpoints" / "fashion-mnist-convnet64"))
+    p.add_argument(
+        "--dataset",
+        default="fashion_mnist",
+        choices=list(DATASETS),
+        help="fashion_mnist_rgb32: the grey images in three channels at 32 px, for the second teacher family.",
+    )
+    p.add_argument(
+        "--budget_from",
+        default=None,
+        help="Another results file whose validated step budgets this one adopts for IPCs it has none for (its "
+        "rows' validation curves still show whether they converged); recorded as protocol.steps_from.",
+    )
     p.add_argument("--ipc", type=int, nargs="+", default=[10])
     p.add_argument("--methods", nargs="+", default=["wmdd", "random", "barycenter_nearest_real"])
     p.add_argument(
@@ -118,8 +131,10 @@ def parse() -> argparse.Namespace:
         help="Name of the rows in the table (default: the method), e.g. wmdd_official for --synthesis "
         '\'{"recipe": "official"}\', so a variant never replaces the default method\'s row.',
     )
-    p.add_argument("--work_dir", default=str(ROOT / "outputs" / "benchmark-v2"))
-    p.add_argument("--results", default=str(RESULTS / "fashion_mnist.json"))
+    p.add_argument(
+        "--work_dir", default=None, help="Sets and students (default: outputs/benchmark-v2, or -<dataset> for another)."
+    )
+    p.add_argument("--results", default=None, help="Default: benchmarks/results/<dataset>.json.")
     p.add_argument(
         "--limit_train", type=int, default=None, help="Plumbing checks only: the first N training rows (no results)."
     )
@@ -134,6 +149,10 @@ def parse() -> argparse.Namespace:
     )
     p.add_argument("--device_note", default="CPU, 2 cores (the project's CI machine kind), students on 1 thread")
     args = p.parse_args()
+    if args.work_dir is None:  # a dataset of its own never shares a statistics pass or a set with another
+        folder = "benchmark-v2" if args.dataset == "fashion_mnist" else f"benchmark-{args.dataset}"
+        args.work_dir = str(ROOT / "outputs" / folder)
+    args.results = args.results or str(RESULTS / f"{args.dataset}.json")
     args.device = pick_device(args.device)
     args.overrides = synthesis_overrides(args)
     return args
@@ -166,7 +185,8 @@ def synthesis_tag(overrides: dict) -> str:
 def curves_dir(args) -> Path:
     """Curves go beside the results file (benchmarks/results/curves for the main one; a part's own folder for a
     part, copied here when it is merged)."""
-    return Path(args.results).resolve().parent / "curves"
+    folder = "curves" if args.dataset == "fashion_mnist" else f"curves-{args.dataset}"  # the same row names
+    return Path(args.results).resolve().parent / folder
 
 
 def distil(method: str, ipc: int, args, teacher, train, work: Path) -> tuple[object, float, dict]:
@@ -271,11 +291,21 @@ def choose_budget(curves: dict[str, list], max_steps: int, tolerance: float = 0.
     return max_steps, {m: gain(c, max_steps) for m, c in curves.items()}, "NOT converged by the rule: longest budget"
 
 
+def adopted_budgets(source: Path, own: dict[int, int], ipcs: list[int]) -> dict[str, int]:
+    """``{str(ipc): steps}`` from ``source``'s validated budgets for the IPCs of ``ipcs`` that ``own`` lacks."""
+    theirs = read_results(source).get("protocol", {}).get("steps", {})
+    missing = [ipc for ipc in ipcs if ipc not in own and str(ipc) not in theirs]
+    if missing:
+        raise SystemExit(f"{source} has no validated budget for IPC {missing}: run --stage budget there first.")
+    return {str(ipc): theirs[str(ipc)] for ipc in ipcs if ipc not in own}
+
+
 def payload_of(args, teacher, train) -> dict:
     """What every results file records beside its rows: the command, machine, teacher, synthesis and protocol."""
     path = Path(args.teacher)
     return {
         "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]),
+        "dataset": args.dataset,
         "machine": args.device_note if args.device.type == "cpu" else f"{device_name(args.device)} (students)",
         "teacher": {
             "arch": teacher.metadata.get("architecture"),
@@ -299,10 +329,16 @@ def main() -> None:
     work = work_folder(args.work_dir, args.limit_train)
     work.mkdir(parents=True, exist_ok=True)
     results = Path(args.results)
-    train, validation, test = benchmark_splits(args.limit_train)
+    train, validation, test = benchmark_splits(args.limit_train, args.dataset)
     teacher = load_backbone(args.teacher).freeze().to(args.device)
     payload = payload_of(args, teacher, train)
     steps_table = {int(k): v for k, v in read_results(results).get("protocol", {}).get("steps", {}).items()}
+    if args.budget_from:
+        adopted = adopted_budgets(Path(args.budget_from), steps_table, args.ipc)
+        steps_table.update({int(k): v for k, v in adopted.items()})
+        if adopted:
+            steps = {**read_results(results).get("protocol", {}).get("steps", {}), **adopted}
+            payload["protocol"] = {**payload["protocol"], "steps": steps, "steps_from": args.budget_from}
     if args.student_steps:
         steps_table = {ipc: args.student_steps for ipc in args.ipc}
     if args.stage == "publish_random":

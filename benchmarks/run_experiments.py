@@ -3,6 +3,7 @@
     python benchmarks/run_experiments.py                         # which declared rows are measured, which missing
     python benchmarks/run_experiments.py --run                   # measures the missing ones, one after another
     python benchmarks/run_experiments.py --run --only 'wmdd_latent*' --device cuda   # a subset, on a GPU
+    python benchmarks/run_experiments.py --benchmark fashion_mnist_rgb32 --run      # the second teacher family
     python benchmarks/report.py                                  # then RESULTS, the README's table and figure
 
 An experiment (``benchmarks/fashion_mnist/experiments/<name>.json``) names a row: the ``method`` benchmarks/quality.py
@@ -27,8 +28,32 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: The declared benchmarks: name -> the benchmarks/quality.py flags that set its data and teacher. Each keeps its
+#: experiments in ``benchmarks/<name>/experiments`` and its rows in ``benchmarks/results/<name>.json``. The RGB copy
+#: trains the second teacher family and adopts the grey benchmark's validated step budgets.
+BENCHMARKS = {
+    "fashion_mnist": [],
+    "fashion_mnist_rgb32": [
+        "--dataset",
+        "fashion_mnist_rgb32",
+        "--teacher",
+        str(HERE.parent / "checkpoints" / "fashion-mnist-rgb32-resnet18"),
+        "--budget_from",
+        str(HERE / "results" / "fashion_mnist.json"),
+    ],
+}
 EXPERIMENTS = HERE / "fashion_mnist" / "experiments"
 RESULTS = HERE / "results" / "fashion_mnist.json"
+
+
+def experiments_folder(benchmark: str) -> Path:
+    return HERE / benchmark / "experiments"
+
+
+def results_file(benchmark: str) -> Path:
+    return HERE / "results" / f"{benchmark}.json"
+
+
 #: benchmarks/quality.py's students, by the string a row records.
 STUDENTS = {
     "wmdd_convnet {'width': 64}": "convnet",
@@ -82,11 +107,13 @@ def command(
     work_dir: str | None = None,
     device: str | None = None,
     extra: str = "",
+    benchmark: str = "fashion_mnist",
 ) -> list:
-    """The benchmarks/quality.py command that measures ``experiment`` into ``results`` (``extra``: more quality.py
-    flags, e.g. the plumbing-check sizes of device_checks.sh's QUICK mode)."""
+    """The benchmarks/quality.py command that measures ``experiment`` of ``benchmark`` into ``results`` (``extra``:
+    more quality.py flags, e.g. the plumbing-check sizes of device_checks.sh's QUICK mode)."""
     e = experiment
-    cmd = [sys.executable, str(HERE / "quality.py"), "--ipc", str(e["ipc"]), "--methods", e["method"]]
+    cmd = [sys.executable, str(HERE / "quality.py"), *BENCHMARKS[benchmark]]
+    cmd += ["--ipc", str(e["ipc"]), "--methods", e["method"]]
     cmd += ["--protocols", e["protocol"], "--seeds", *map(str, e["seeds"]), "--results", str(results)]
     cmd += ["--student", STUDENTS[e["student"]]]
     if e.get("row", e["method"]) != e["method"]:
@@ -144,18 +171,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", action="store_true", help="Measure the missing rows (default: only list them).")
     p.add_argument("--only", default="*", help="Glob over experiment names.")
-    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--benchmark", default="fashion_mnist", choices=list(BENCHMARKS), help="Which declared benchmark.")
+    p.add_argument("--results", type=Path, default=None, help="Default: benchmarks/results/<benchmark>.json.")
     p.add_argument("--work_dir", default=None, help="benchmarks/quality.py's work folder (sets and students).")
     p.add_argument("--device", default=None)
     p.add_argument("--quality_args", default="", help="More benchmarks/quality.py flags for every command.")
     p.add_argument("--declare", action="store_true", help="Write an experiment file for every undeclared row.")
     args = p.parse_args()
-    rows = json.loads(args.results.read_text())["results"]
+    args.results = args.results or results_file(args.benchmark)
+    folder = experiments_folder(args.benchmark)
+    rows = json.loads(args.results.read_text())["results"] if args.results.exists() else []
     if args.declare:
-        print(f"declared {declare(rows)} experiments in {EXPERIMENTS}")
+        print(f"declared {declare(rows, folder)} experiments in {folder}")
         return
     todo = []
-    for name, experiment in load_experiments().items():
+    for name, experiment in load_experiments(folder).items():
         if not fnmatch.fnmatch(name, args.only):
             continue
         row = measured(experiment, rows)
@@ -165,7 +195,7 @@ def main() -> None:
             todo.append(experiment)
     print(f"{len(todo)} missing")
     for experiment in todo if args.run else []:
-        cmd = command(experiment, args.results, args.work_dir, args.device, args.quality_args)
+        cmd = command(experiment, args.results, args.work_dir, args.device, args.quality_args, args.benchmark)
         print("+", shlex.join(cmd), flush=True)
         subprocess.run(cmd, check=True)
 

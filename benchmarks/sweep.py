@@ -29,6 +29,7 @@ from wmdd_hf.statistics import ClassStatistics  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import (  # noqa: E402
+    DATASETS,
     benchmark_splits,
     device_name,
     distillation_arguments,
@@ -68,6 +69,12 @@ def parse() -> argparse.Namespace:
         help="Write the best point at this IPC and student budget (by mean validation accuracy) to this JSON file.",
     )
     p.add_argument("--teacher", default=str(ROOT / "checkpoints" / "fashion-mnist-convnet64"))
+    p.add_argument(
+        "--dataset",
+        default="fashion_mnist",
+        choices=list(DATASETS),
+        help="fashion_mnist_rgb32 for the second teacher family (give it a --results file of its own).",
+    )
     p.add_argument("--work_dir", default=str(ROOT / "outputs" / "sweep"))
     p.add_argument("--results", default=str(RESULTS / "sweep.json"))
     return p.parse_args()
@@ -85,7 +92,7 @@ def name_of(point: dict) -> str:
 def main() -> None:
     args = parse()
     grid = json.loads(args.grid) if args.grid else DEFAULT_GRID
-    train, validation, _ = benchmark_splits(args.limit_train)  # the test split is never read here
+    train, validation, _ = benchmark_splits(args.limit_train, args.dataset)  # the test split is never read here
     device = pick_device(args.device)
     teacher = load_backbone(args.teacher).freeze().to(device)
     path = Path(args.results)
@@ -130,6 +137,8 @@ def main() -> None:
         )
         row = {
             "ipc": args.ipc,
+            "dataset": args.dataset,
+            "teacher": args.teacher,
             "point": point,
             "val_acc": r["acc_mean"],  # the "test" of evaluate_distilled here IS the validation split
             "val_acc_std": r["acc_std"],

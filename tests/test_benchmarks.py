@@ -485,15 +485,20 @@ def test_every_results_row_is_a_declared_experiment_and_every_experiment_is_one_
     import shutil
 
     runner = _load("run_experiments")
-    experiments = runner.load_experiments()  # unique rows, known keys and students
-    rows = json.loads(runner.RESULTS.read_text())["results"]
-    copy = tmp_path / "experiments"
-    shutil.copytree(runner.EXPERIMENTS, copy)
-    assert runner.declare(rows, copy) == 0, (
-        "a results row has no experiment file: python benchmarks/run_experiments.py --declare"
-    )
-    measured = {name for name, e in experiments.items() if runner.measured(e, rows) is not None}
-    assert len(measured) == len(rows)  # each row is measured by exactly one declaration
+    measured_benchmarks = [name for name in runner.BENCHMARKS if runner.results_file(name).exists()]
+    assert "fashion_mnist" in measured_benchmarks
+    for benchmark in measured_benchmarks:
+        folder = runner.experiments_folder(benchmark)
+        experiments = runner.load_experiments(folder)  # unique rows, known keys and students
+        rows = json.loads(runner.results_file(benchmark).read_text())["results"]
+        copy = tmp_path / benchmark
+        shutil.copytree(folder, copy)
+        assert runner.declare(rows, copy) == 0, (
+            f"a {benchmark} row has no experiment file: python benchmarks/run_experiments.py --benchmark "
+            f"{benchmark} --declare"
+        )
+        measured = {name for name, e in experiments.items() if runner.measured(e, rows) is not None}
+        assert len(measured) == len(rows), benchmark  # each row is measured by exactly one declaration
 
 
 def test_the_runner_builds_the_quality_command_of_a_missing_row(tmp_path):
@@ -577,3 +582,40 @@ def test_gpu_benchmark_runs_small_on_the_cpu_with_the_bare_pass_beside_the_step(
     for r in rows:
         assert r["step_over_bare"] == pytest.approx(r["seconds_per_step"] / r["bare_fwd_bwd_s"], rel=0.01)
     assert "synthesis steps" in (tmp_path / "gpu_profile.txt").read_text()
+
+
+def test_the_second_teacher_familys_rows_run_on_its_data_and_teacher_with_the_grey_budgets(tmp_path):
+    import json
+
+    runner = _load("run_experiments")
+    experiment = {"method": "random", "ipc": 10, "protocol": "hard", "student": "wmdd_convnet {'width': 64}"}
+    experiment["seeds"] = [0]
+    grey = runner.command(experiment, tmp_path / "r.json")
+    assert "--dataset" not in grey and "--teacher" not in grey  # the default benchmark: quality.py's defaults
+    rgb = runner.command(experiment, tmp_path / "r.json", benchmark="fashion_mnist_rgb32")
+    assert rgb[rgb.index("--dataset") + 1] == "fashion_mnist_rgb32"
+    assert rgb[rgb.index("--teacher") + 1].endswith("checkpoints/fashion-mnist-rgb32-resnet18")
+    assert rgb[rgb.index("--budget_from") + 1].endswith("results/fashion_mnist.json")
+
+    quality = _load("quality")
+    source = tmp_path / "grey.json"
+    source.write_text(json.dumps({"results": [], "protocol": {"steps": {"10": 1200, "1": 8000}}}))
+    assert quality.adopted_budgets(source, {}, [10]) == {"10": 1200}
+    assert quality.adopted_budgets(source, {10: 900}, [10, 1]) == {"1": 8000}  # its own budget stays
+    with pytest.raises(SystemExit, match=r"no validated budget for IPC \[50\]"):
+        quality.adopted_budgets(source, {}, [10, 50])
+
+
+def test_the_results_table_shows_the_colour_spread_only_where_a_set_drifted_into_colour():
+    report = _load("report")
+    base = dict(ipc=10, protocol="hard", student="wmdd_convnet {'width': 64}", seeds=[0], acc_mean=0.7, acc_std=0.0)
+    grey = {"results": [{**base, "method": "random"}, {**base, "method": "wmdd", "colour_spread": 0.0}]}
+    assert "colour spread" not in report.results_markdown(grey)
+    rgb = {
+        "dataset": "fashion_mnist_rgb32",
+        "results": [grey["results"][0], {**base, "method": "wmdd", "colour_spread": 2.5}],
+    }
+    text = report.results_markdown(rgb)
+    assert text.startswith("# Fashion-MNIST as RGB 32 px benchmark")
+    cells = {line.split(" | ")[0][2:]: [c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()}
+    assert cells["wmdd-ipc10-hard"][9] == "2.50" and cells["random-ipc10-hard"][9] == "—"

@@ -476,3 +476,18 @@ def test_metrics_say_how_far_the_images_moved_from_their_start(tmp_path, tiny_te
     assert moved.metrics["moved_from_start"] > 5
     part = torch.load(tmp_path / "m" / "run" / "synthetic" / "batch_00000.pt", weights_only=True)
     assert part["moved"].shape == (len(part["labels"]),)
+
+
+def test_the_pass_keeps_each_classs_input_statistics_and_input_weight_uses_them(tmp_path, tiny_teacher, small_train):
+    from wmdd_hf.statistics import ClassStatistics
+
+    args = _args(tmp_path, init="real", iterations=3, soft_label_epochs=0, input_weight=10.0)
+    distiller = Distiller(tiny_teacher, args, small_train)
+    distiller.distill()
+    stats = ClassStatistics.load(tmp_path / "run" / "statistics.pt")
+    labels = np.asarray(small_train["label"])
+    for k in (0, 3):
+        pixels = np.stack([np.asarray(small_train[int(i)]["image"]) for i in np.flatnonzero(labels == k)]) / 255
+        np.testing.assert_allclose(stats.inputs.mean[k, 0].item(), pixels.mean(), rtol=1e-6)
+        np.testing.assert_allclose(stats.inputs.var[k, 0].item(), pixels.var(), rtol=1e-5)
+    assert distiller.metrics["moved_from_start"] > 0

@@ -278,7 +278,7 @@ def test_image_priors_by_hand_and_they_smooth_the_images():
 
     plain, smooth = run(0.0)[0], run(50.0)[0]
     assert image_prior(smooth, 1.0, 0.0) < 0.8 * image_prior(plain, 1.0, 0.0)
-    with pytest.raises(ValueError, match="tv_weight and l2_weight must be >= 0"):
+    with pytest.raises(ValueError, match="l2_weight and input_weight must be >= 0"):
         SynthesisConfig(l2_weight=-1.0)
 
 
@@ -353,4 +353,83 @@ def test_a_non_finite_loss_stops_the_batch_with_its_first_bad_iteration(bad):
             None,
             SynthesisConfig(iterations=6, bn_loss="none", log_every=4),
             loss_fn=loss_fn,
+        )
+
+
+def _grey_rgb_setup(num_classes=2, m=4, size=16):
+    """A 3-channel teacher, grey real images stored as RGB, and their per-class input statistics."""
+    from wmdd_hf.statistics import collect_class_statistics
+
+    torch.manual_seed(0)
+    teacher = load_backbone(
+        "wmdd_convnet", num_classes=num_classes, in_chans=3, img_size=size, width=8, depth=2, pretrained=False
+    ).freeze()
+    grey = (torch.rand(40, 1, size, size) * 255).to(torch.uint8)
+    real_labels = torch.arange(40) % num_classes
+    real = grey.expand(-1, 3, -1, -1).contiguous()
+    stats = collect_class_statistics(teacher, [(real, real_labels, torch.arange(40))], num_classes)
+    labels = torch.arange(num_classes).repeat_interleave(m)
+    with torch.no_grad():
+        points = teacher(real[: len(labels)].float() / 255)[1]
+    return teacher, stats, labels, points
+
+
+def test_input_statistics_are_each_classs_channel_means_and_covariance_by_hand():
+    from wmdd_hf.statistics import collect_class_statistics, input_channels
+
+    x = torch.tensor([[[[0.2]], [[0.5]], [[0.9]]]])  # one pixel, R G B
+    torch.testing.assert_close(input_channels(x).flatten(), torch.tensor([0.2, 0.5, 0.9, -0.3, -0.7, -0.4]))
+    assert input_channels(torch.rand(2, 1, 4, 4)).shape == (2, 1, 4, 4)  # grey: the pixels themselves
+    teacher = load_backbone("wmdd_convnet", num_classes=2, in_chans=3, img_size=8, width=8, depth=2, pretrained=False)
+    images = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.tensor([0, 1] * 5)
+    batches = [(images[:4], labels[:4], torch.arange(4)), (images[4:], labels[4:], torch.arange(4, 10))]
+    stats = collect_class_statistics(teacher.eval(), batches, 2)
+    for k in (0, 1):
+        pixels = images[labels == k].double().div(255).permute(1, 0, 2, 3).reshape(3, -1)  # (C, pixels)
+        mean, cov = pixels.mean(1), torch.cov(pixels, correction=0)
+        var = stats.inputs.var[k]
+        torch.testing.assert_close(stats.inputs.mean[k, :3], mean)
+        torch.testing.assert_close(var[:3], cov.diagonal())
+        # the differences' variances give the off-diagonal: cov_ij = (var_i + var_j - var(x_i - x_j)) / 2
+        torch.testing.assert_close((var[0] + var[1] - var[3]) / 2, cov[0, 1])
+        torch.testing.assert_close((var[1] + var[2] - var[5]) / 2, cov[1, 2])
+    again = type(stats).from_state(stats.to_state())  # saved and read back
+    torch.testing.assert_close(again.inputs.m2, stats.inputs.m2)
+
+
+def test_the_input_statistics_term_keeps_grey_data_grey():
+    from wmdd_hf.scores import colour_spread
+
+    teacher, stats, labels, points = _grey_rgb_setup()
+    targets = NormTargets.from_moments(stats.norms, "per_class", stats.inputs)
+    start = torch.rand(len(labels), 1, 16, 16, generator=torch.Generator().manual_seed(1)).expand(-1, 3, -1, -1)
+
+    def run(weight):
+        config = SynthesisConfig(iterations=30, learning_rate=0.05, input_weight=weight)
+        images, _ = synthesize_batch(
+            teacher,
+            start.clone(),
+            labels,
+            points,
+            torch.ones(len(labels)),
+            targets,
+            config,
+            torch.Generator().manual_seed(0),
+        )
+        return colour_spread((images * 255).round().to(torch.uint8))
+
+    assert colour_spread((start * 255).round().to(torch.uint8)) == 0
+    free, held = run(0.0), run(1000.0)
+    assert free > 20, "without the term, per-channel Adam steps should drift the channels apart"
+    assert held < 0.6 * free
+
+
+def test_input_statistics_without_them_in_the_pass_are_refused_by_name():
+    teacher, stats, labels, points = _grey_rgb_setup()
+    targets = NormTargets.from_moments(stats.norms, "per_class")  # a pass saved before inputs were collected
+    config = SynthesisConfig(iterations=2, input_weight=1.0)
+    with pytest.raises(ValueError, match="input_weight > 0 needs the real input statistics"):
+        synthesize_batch(
+            teacher, torch.rand(len(labels), 3, 16, 16), labels, points, torch.ones(len(labels)), targets, config
         )

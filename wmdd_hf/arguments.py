@@ -110,7 +110,7 @@ class ResearchOptions:
             ``barycenter_damping``.
         Synthesis: ``feature_loss``, ``bn_loss``, ``crop_scale_min``, ``loss_scale``, ``feature_norm``,
             ``first_bn_multiplier``, ``ce_weight``, ``jitter``, ``roll``, ``crop_milestone``, ``keep_best``,
-            ``feature_view``, ``tv_weight``, ``l2_weight``, ``patch_grid``, ``patch_candidates``.
+            ``feature_view``, ``tv_weight``, ``l2_weight``, ``input_weight``, ``patch_grid``, ``patch_candidates``.
     """
 
     # --- Teacher features and barycenters ---------------------------------------------------------------------
@@ -186,6 +186,13 @@ class ResearchOptions:
     l2_weight: float = field(
         default=_synthesis_default("l2_weight"),
         metadata={"help": "l2 prior (DeepInversion): weight of the mean squared pixel."},
+    )
+    input_weight: float = field(
+        default=_synthesis_default("input_weight"),
+        metadata={
+            "help": "Input statistics: weight of the term matching each class's channel means and channel "
+            "covariance of the teacher's input (pixels in [0, 1]) to the real class's, so grey data stays grey."
+        },
     )
     patch_grid: int = field(default=2, metadata={"help": "init='patches': a grid x grid mosaic per image."})
     patch_candidates: int = field(

@@ -268,6 +268,7 @@ class Distiller:
             stats.norms,
             stats.counts,
             stats.layer_kinds,
+            stats.inputs,
         )
         acc.wait_for_everyone()  # every shard is on disk before statistics.pt says the pass is done
         if acc.is_main_process:
@@ -323,7 +324,8 @@ class Distiller:
         acc, a = self.accelerator, self.args
         if a.torch_compile:  # in place: module names, and so the norm-layer statistics' keys, stay the same
             self.teacher.model.compile(backend=a.torch_compile_backend)
-        targets = NormTargets.from_moments(stats.norms, a.research.bn_loss) if a.research.bn_loss != "none" else None
+        wanted = a.research.bn_loss != "none" or a.research.input_weight > 0
+        targets = NormTargets.from_moments(stats.norms, a.research.bn_loss, stats.inputs) if wanted else None
         batches = self.class_batches()
         self.state.max_steps = len(batches) * a.iterations
         with acc.split_between_processes(list(enumerate(batches))) as mine:

@@ -47,7 +47,7 @@ def send_features_to_owners(accelerator, stats: ClassStatistics) -> ClassStatist
     from accelerate.utils import gather_object
 
     num_classes, rank = len(stats.counts), accelerator.process_index
-    parts = gather_object([ClassStatistics({}, {}, stats.norms, stats.counts, stats.layer_kinds)])  # no features
+    parts = gather_object([ClassStatistics({}, {}, stats.norms, stats.counts, stats.layer_kinds, stats.inputs)])
     summary = functools.reduce(ClassStatistics.merge, parts)
     local_features, local_rows = dict(stats.features), dict(stats.rows)
     features, rows = {}, {}
@@ -62,4 +62,4 @@ def send_features_to_owners(accelerator, stats: ClassStatistics) -> ClassStatist
                 features[k] = torch.cat([p[k][0] for p in received])
                 rows[k] = torch.cat([p[k][1] for p in received])
             del received
-    return ClassStatistics(features, rows, summary.norms, summary.counts, summary.layer_kinds)
+    return ClassStatistics(features, rows, summary.norms, summary.counts, summary.layer_kinds, summary.inputs)

@@ -6,6 +6,10 @@ deviations), merged batch after batch with the parallel (Chan et al.) formula in
 class is ``M2 / count``. Moments from several processes merge with the same formula (:meth:`NormMoments.merge`),
 so a data-parallel pass gives exactly the single-process statistics.
 
+The teacher's own input is summarised the same way, as one more layer (:attr:`ClassStatistics.inputs`): the
+moments of its channels and of every pairwise channel difference (:func:`input_channels`), which fix each class's
+channel means and its full channel covariance.
+
 Channel conventions: BatchNorm/GroupNorm inputs are ``(B, C, *spatial)`` (channels on dim 1), LayerNorm inputs
 ``(B, *tokens, C)`` (channels last). Statistics of a layer are ``(num_classes, C)`` arrays.
 """
@@ -107,6 +111,16 @@ def batch_class_moments(x: torch.Tensor, labels: torch.Tensor, num_classes: int,
     return NormMoments(count, mean, m2)
 
 
+def input_channels(pixels: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` pixels -> ``(B, C + C(C-1)/2, H, W)``: the channels, then every difference ``x_i - x_j``
+    (``i < j``). The per-class means and variances of these fix the class's channel means and its whole channel
+    covariance (``cov_ij = (var_i + var_j - var(x_i - x_j)) / 2``); on grey data stored as RGB the differences are
+    0 everywhere, so matching their statistics keeps a set grey. One channel: the pixels themselves."""
+    c = pixels.shape[1]
+    pairs = [pixels[:, i] - pixels[:, j] for i in range(c) for j in range(i + 1, c)]
+    return torch.cat([pixels, torch.stack(pairs, 1)], 1) if pairs else pixels
+
+
 @dataclass
 class ClassStatistics:
     """What the one pass produces.
@@ -117,6 +131,8 @@ class ClassStatistics:
         rows: ``{class id: int64 tensor (n_k,)}`` the dataset row of each kept feature (same container).
         norms: ``{layer name: NormMoments}`` per-class moments of every norm layer's input.
         counts: ``(K,)`` examples seen per class.
+        inputs: per-class moments of the teacher's input pixels in [0, 1] through :func:`input_channels`
+            (``(K, C + C(C-1)/2)``); None in a pass saved before they were collected.
     """
 
     features: Mapping[int, torch.Tensor]
@@ -124,6 +140,7 @@ class ClassStatistics:
     norms: dict[str, NormMoments]
     counts: torch.Tensor
     layer_kinds: dict[str, str] = field(default_factory=dict)
+    inputs: NormMoments | None = None
 
     def capped(self, cap: int | None, seed: int) -> ClassStatistics:
         """At most ``cap`` features per class: the rows with the smallest :func:`row_keys` (what one pass with the
@@ -138,7 +155,7 @@ class ClassStatistics:
                 keep = keep[torch.argsort(r[keep])]
                 f, r = f[keep].clone(), r[keep]
             features[k], rows[k] = f, r
-        return ClassStatistics(features, rows, self.norms, self.counts, self.layer_kinds)
+        return ClassStatistics(features, rows, self.norms, self.counts, self.layer_kinds, self.inputs)
 
     def merge(self, other: ClassStatistics) -> ClassStatistics:
         """Union of two partial passes (e.g. two processes): features concatenated, moments merged exactly."""
@@ -148,7 +165,8 @@ class ClassStatistics:
             rows[k] = torch.cat([rows[k], other.rows[k]]) if k in rows else other.rows[k]
         norms = {name: m.merge(other.norms[name]) for name, m in self.norms.items()}
         kinds = {**self.layer_kinds, **other.layer_kinds}
-        return ClassStatistics(features, rows, norms, self.counts + other.counts, kinds)
+        inputs = self.inputs.merge(other.inputs) if self.inputs is not None and other.inputs is not None else None
+        return ClassStatistics(features, rows, norms, self.counts + other.counts, kinds, inputs)
 
     def to_state(self) -> dict:
         """Everything in memory, features included (small runs and tests; a run stores :meth:`summary_state`)."""
@@ -163,6 +181,7 @@ class ClassStatistics:
         (:mod:`wmdd_hf.feature_store`), so the file's size does not grow with the dataset."""
         return {
             "norms": {n: (m.count, m.mean, m.m2) for n, m in self.norms.items()},
+            "inputs": None if self.inputs is None else (self.inputs.count, self.inputs.mean, self.inputs.m2),
             "counts": self.counts,
             "layer_kinds": self.layer_kinds,
             "feature_shards": FOLDER,
@@ -182,7 +201,8 @@ class ClassStatistics:
             shards = Path(folder) / state["feature_shards"]
             features = ClassShards(shards, state["feature_classes"], "features")
             rows = ClassShards(shards, state["feature_classes"], "rows")
-        return cls(features, rows, norms, state["counts"], state.get("layer_kinds", {}))
+        inputs = NormMoments(*state["inputs"]) if state.get("inputs") is not None else None
+        return cls(features, rows, norms, state["counts"], state.get("layer_kinds", {}), inputs)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ClassStatistics:
@@ -296,8 +316,8 @@ def collect_class_statistics(
     batching or the number of processes.
 
     Returns per-class features (float32, CPU; with ``max_features_per_class``, the seeded bottom-k subset of
-    :class:`_Reservoir`: the same rows whatever the batching or the number of processes) and per-class moments of the
-    inputs of the norm layers of ``norm_kinds``.
+    :class:`_Reservoir`: the same rows whatever the batching or the number of processes), per-class moments of the
+    inputs of the norm layers of ``norm_kinds``, and those of the teacher's input (:func:`input_channels`).
     """
     backbone.eval()
     device = next(backbone.parameters()).device
@@ -315,6 +335,7 @@ def collect_class_statistics(
         handles.append(module.register_forward_pre_hook(hook))
     reservoir = _Reservoir(num_classes, max_features_per_class, seed)
     counts = torch.zeros(num_classes, dtype=torch.float64)
+    inputs: NormMoments | None = None
     try:
         bar = tqdm(batches, desc="class statistics", disable=not progress, total=total, leave=False)
         for images, labels, rows in bar:
@@ -323,6 +344,8 @@ def collect_class_statistics(
             pixels = images.to(device).float().div_(255)
             if views is not None:
                 pixels = apply_views(pixels, row_views(rows, views, seed))
+            seen = batch_class_moments(input_channels(pixels), current["labels"], num_classes, 1)
+            inputs = seen if inputs is None else inputs.merge(seen)
             _, feats = backbone(pixels)
             reservoir.add(feats.float().cpu(), labels.cpu(), rows.long().cpu())
             counts += torch.bincount(labels.cpu(), minlength=num_classes).double()
@@ -334,5 +357,9 @@ def collect_class_statistics(
     for name, module in layers:  # layers never reached (no data) still get zero moments
         if name not in norms:
             norms[name] = NormMoments.zeros(num_classes, _channels(module))
+    if inputs is None:  # no data: zero moments of the input's channels
+        c = backbone.spec.channels
+        inputs = NormMoments.zeros(num_classes, c + c * (c - 1) // 2)
+    inputs = NormMoments(inputs.count.cpu(), inputs.mean.cpu(), inputs.m2.cpu())
     features, rows = reservoir.result(backbone.feature_dim)
-    return ClassStatistics(features, rows, norms, counts, kinds)
+    return ClassStatistics(features, rows, norms, counts, kinds, inputs)

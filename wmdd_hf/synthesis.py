@@ -11,6 +11,10 @@ synthetic images (per channel, pooled over positions) and ``M_kl``/``V_kl`` the 
 :mod:`wmdd_hf.statistics`. Ablations: ``feature_loss="cross_entropy"`` (sum of CE to the class label),
 ``bn_loss="global"`` (unweighted batch statistics against the class-blind real statistics, as SRe2L) or ``"none"``.
 
+Priors (0 by default): ``tv_weight`` and ``l2_weight`` (DeepInversion's, on the pixels) and ``input_weight``
+(:class:`InputStatisticsLoss`: the teacher's input as one more norm layer, its per-class channel means and channel
+covariance matched to the real class's).
+
 Pixels live in [0, 1] (clamped after every Adam step); the teacher is in eval mode with frozen weights.
 
 Scales (``loss_scale``): ``"sum"`` is the formula above. ``"mean"`` makes lambda a ratio users can reason about: the
@@ -47,7 +51,7 @@ import torch.nn.functional as F
 from .augment import AugmentConfig, augment
 from .backbones import Backbone, norm_channel_dim
 from .generators import PixelSpace
-from .statistics import NormMoments, per_sample_moments
+from .statistics import NormMoments, input_channels, per_sample_moments
 
 FeatureLoss = Literal["wasserstein", "cross_entropy"]
 BnLoss = Literal["per_class", "global", "none"]
@@ -95,6 +99,7 @@ class SynthesisConfig:
     feature_view: FeatureView = "augmented"
     tv_weight: float = 0.0
     l2_weight: float = 0.0
+    input_weight: float = 0.0
 
     def __post_init__(self):
         if self.iterations < 1 or self.log_every < 1:
@@ -121,8 +126,11 @@ class SynthesisConfig:
             raise ValueError(f"precision={self.precision!r} is not one of {PRECISIONS}.")
         if self.crop_milestone is not None and not 0 < self.crop_milestone <= 1:
             raise ValueError(f"crop_milestone={self.crop_milestone} must be in (0, 1].")
-        if min(self.ce_weight, self.roll, self.first_bn_multiplier, self.tv_weight, self.l2_weight) < 0:
-            raise ValueError("ce_weight, roll, first_bn_multiplier, tv_weight and l2_weight must be >= 0.")
+        knobs = (self.ce_weight, self.roll, self.first_bn_multiplier, self.tv_weight, self.l2_weight, self.input_weight)
+        if min(knobs) < 0:
+            raise ValueError(
+                "ce_weight, roll, first_bn_multiplier, tv_weight, l2_weight and input_weight must be >= 0."
+            )
 
     def augment_at(self, iteration: int) -> AugmentConfig:
         """The augmentation of ``iteration``: with ``crop_milestone``, the smallest crop area goes from 1 down to
@@ -140,17 +148,24 @@ class SynthesisConfig:
 
 @dataclass
 class NormTargets:
-    """Real statistics to match, per layer: ``mean``/``var`` of shape ``(K, C)`` (per class) or ``(1, C)`` (global)."""
+    """Real statistics to match, per layer: ``mean``/``var`` of shape ``(K, C)`` (per class) or ``(1, C)`` (global);
+    ``input_mean``/``input_var`` the same for the teacher's input channels and their pairwise differences
+    (:func:`wmdd_hf.statistics.input_channels`), or None."""
 
     mean: dict[str, torch.Tensor]
     var: dict[str, torch.Tensor]
+    input_mean: torch.Tensor | None = None
+    input_var: torch.Tensor | None = None
 
     @classmethod
-    def from_moments(cls, norms: dict[str, NormMoments], mode: str) -> NormTargets:
-        if mode == "global":
-            pooled = {n: m.pooled() for n, m in norms.items()}
-            return cls({n: m.mean.float() for n, m in pooled.items()}, {n: m.var.float() for n, m in pooled.items()})
-        return cls({n: m.mean.float() for n, m in norms.items()}, {n: m.var.float() for n, m in norms.items()})
+    def from_moments(cls, norms: dict[str, NormMoments], mode: str, inputs: NormMoments | None = None) -> NormTargets:
+        """``mode``: ``"per_class"`` keeps one row per class, ``"global"`` pools the classes (SRe2L)."""
+        pool = (lambda m: m.pooled()) if mode == "global" else (lambda m: m)
+        layers = {n: pool(m) for n, m in norms.items()}
+        targets = cls({n: m.mean.float() for n, m in layers.items()}, {n: m.var.float() for n, m in layers.items()})
+        if inputs is not None:
+            targets.input_mean, targets.input_var = pool(inputs).mean.float(), pool(inputs).var.float()
+        return targets
 
 
 @dataclass
@@ -160,8 +175,8 @@ class SynthesisTerms:
     ``pixels (B, C, H, W)`` in [0, 1] are the optimised leaf; ``views`` the augmented batch the teacher saw;
     ``logits (B, K)`` and ``features (B, D)`` its outputs (float32); ``labels (B,)``, ``points (B, D)`` and
     ``weights (B,)`` (summing to 1 per class) the targets; ``feature_loss`` and ``bn_loss`` the method's two terms
-    (scalars, as scaled by ``loss_scale``); ``prior_loss`` the weighted image priors (``tv_weight``, ``l2_weight``),
-    None when both weights are 0; ``iteration`` counts from 0.
+    (scalars, as scaled by ``loss_scale``); ``prior_loss`` the weighted image priors (``tv_weight``, ``l2_weight``)
+    and input-statistics term (``input_weight``), None when all three weights are 0; ``iteration`` counts from 0.
     """
 
     iteration: int
@@ -188,6 +203,45 @@ def image_prior(pixels: torch.Tensor, tv_weight: float, l2_weight: float) -> tor
     of neighbouring pixels (down and right) plus ``l2_weight`` x the mean squared pixel, a mean over images."""
     tv = (pixels[..., 1:, :] - pixels[..., :-1, :]).abs().mean() + (pixels[..., 1:] - pixels[..., :-1]).abs().mean()
     return tv_weight * tv + l2_weight * pixels.pow(2).mean()
+
+
+class InputStatisticsLoss:
+    """The input-statistics term: the teacher's input treated as one more norm layer. For each class of the batch,
+    the w-weighted moments of the view's channels and of their pairwise differences
+    (:func:`wmdd_hf.statistics.input_channels`, pooled over positions) against the real class's. Matching the
+    differences' variance is matching the channel covariance, so grey data stays grey and colour keeps its colours.
+
+    :meth:`value` is ``sum (mean - M)^2 + sum (var - V)^2`` (``loss_scale="sum"``) or the mean over classes of
+    ``||mean - M|| + ||var - V||`` (otherwise), in pixel units ([0, 1]).
+    """
+
+    def __init__(self, targets: NormTargets, classes: torch.Tensor, slots: torch.Tensor, weights: torch.Tensor, config):
+        if targets is None or targets.input_mean is None:
+            raise ValueError(
+                "input_weight > 0 needs the real input statistics, which this statistics pass lacks (it was saved "
+                "before they were collected): rerun the statistics stage (--overwrite_output_dir True, or a new "
+                "--output_dir)."
+            )
+        device, self.config = weights.device, config
+        rows = classes if config.bn_loss != "global" else slice(None)
+        self.mean, self.var = targets.input_mean.to(device)[rows], targets.input_var.to(device)[rows]
+        if config.bn_loss == "global":  # one group, every image weighted equally (the batch statistics)
+            self.mixing = torch.full((1, len(slots)), 1.0 / len(slots), device=device)
+            self.group = torch.zeros_like(slots)
+        else:  # mixing[g, b]: the weight of image b in class slot g
+            self.mixing = torch.zeros(len(classes), len(slots), device=device)
+            self.mixing[slots, torch.arange(len(slots), device=device)] = weights
+            self.group = slots
+
+    def value(self, view: torch.Tensor) -> torch.Tensor:
+        """The term on the teacher's input ``view (B, C, H, W)`` of this step."""
+        mean_i, m2_i, count = per_sample_moments(input_channels(view.float()), 1)
+        mean = self.mixing @ mean_i
+        var = self.mixing @ (m2_i / count + (mean_i - mean[self.group]).pow(2))
+        gap_mean, gap_var = (mean - self.mean).pow(2), (var - self.var).pow(2)
+        if self.config.loss_scale == "sum":
+            return gap_mean.sum() + gap_var.sum()
+        return (_sqrt(gap_mean.sum(1)) + _sqrt(gap_var.sum(1))).mean()
 
 
 class NormStatisticsLoss:
@@ -386,10 +440,12 @@ def synthesize_batch(
     history: list[dict] = []
     best_loss, best = math.inf, None
     first_bad = torch.full((), -1, device=device)  # the first iteration with a non-finite loss, read at logging steps
+    inputs = InputStatisticsLoss(targets, classes, slots, weights, config) if config.input_weight > 0 else None
     with NormStatisticsLoss(backbone, targets, classes, slots, weights, config) as statistics:
         for it in range(config.iterations):
             lr = _cosine_learning_rate(optimizer, config, it)
-            terms = _step_terms(backbone, space.render(leaf), statistics, config, it, generator, (labels, points))
+            step_targets = (labels, points)
+            terms = _step_terms(backbone, space.render(leaf), statistics, config, it, generator, step_targets, inputs)
             loss = loss_fn(terms)
             if config.keep_best and loss.item() < best_loss:  # a research option: one host sync a step
                 best_loss, best = loss.item(), terms.pixels.detach().clone()
@@ -420,9 +476,11 @@ def _step_terms(
     it: int,
     generator: torch.Generator | None,
     targets: tuple[torch.Tensor, torch.Tensor],
+    inputs: InputStatisticsLoss | None = None,
 ) -> SynthesisTerms:
     """One step's forward: the view of ``pixels``, the teacher on it (the norm hooks collect the statistics term),
-    the feature term against the ``targets`` ``(labels (B,), points (B, D))``."""
+    the feature term against the ``targets`` ``(labels (B,), points (B, D))``, and the priors (image priors on the
+    pixels, ``inputs`` on the view)."""
     (labels, points), device = targets, pixels.device
     statistics.reset()
     view = render_view(pixels, config, it, generator)
@@ -432,6 +490,9 @@ def _step_terms(
     feature_loss = _feature_term(config, logits, feats, labels, points)
     bn_loss = statistics.value(device)
     prior = image_prior(pixels, config.tv_weight, config.l2_weight) if config.tv_weight or config.l2_weight else None
+    if inputs is not None:
+        weighted = config.input_weight * inputs.value(view)
+        prior = weighted if prior is None else prior + weighted
     return SynthesisTerms(
         it, pixels, view, logits, feats, labels, points, statistics.weights, feature_loss, bn_loss, prior
     )

@@ -83,3 +83,69 @@ def test_training_the_autoencoder_lowers_its_reconstruction_error(small_train):
     ae, report = train_autoencoder(images[:300], config, validation=held_out, progress=False)
     assert report["val_mse"] < 0.5 * untrained, (report, untrained)
     assert report["parameters"] == sum(p.numel() for p in ae.parameters())
+
+
+def test_the_data_basis_maps_pixels_to_standard_units_and_back():
+    from wmdd_hf.generators import DataBasisSpace
+
+    grey = DataBasisSpace(torch.tensor([0.3]), torch.tensor([[0.04]]))  # std 0.2
+    x = torch.rand(2, 1, 4, 4, dtype=torch.float64)
+    torch.testing.assert_close(grey.start(x), (x - 0.3) / 0.2)
+    colour = torch.tensor([[0.05, 0.01, 0.0], [0.01, 0.03, 0.005], [0.0, 0.005, 0.02]])
+    space = DataBasisSpace(torch.tensor([0.4, 0.5, 0.3]), colour)
+    x = torch.rand(3, 3, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(space.render(space.start(x)), x)
+    torch.testing.assert_close(space.basis @ space.basis.T, colour.double())  # the data's covariance, unit z
+
+
+def test_synthesis_in_the_data_basis_keeps_grey_data_grey_and_still_moves_it():
+    from test_synthesis import _grey_rgb_setup
+
+    from wmdd_hf.generators import DataBasisSpace, PixelSpace
+    from wmdd_hf.scores import colour_spread
+    from wmdd_hf.synthesis import NormTargets, SynthesisConfig, synthesize_batch
+
+    teacher, stats, labels, points = _grey_rgb_setup()
+    targets = NormTargets.from_moments(stats.norms, "per_class")
+    start = torch.rand(len(labels), 1, 16, 16, generator=torch.Generator().manual_seed(1)).expand(-1, 3, -1, -1)
+    basis = DataBasisSpace.from_moments(stats.inputs, 3)
+
+    def run(space):
+        config = SynthesisConfig(iterations=30, learning_rate=0.05)
+        images, _ = synthesize_batch(
+            teacher,
+            start.clone(),
+            labels,
+            points,
+            torch.ones(len(labels)),
+            targets,
+            config,
+            torch.Generator().manual_seed(0),
+            space=space,
+        )
+        return colour_spread((images * 255).round().to(torch.uint8)), (images - start).abs().mean() * 255
+
+    (pixel_spread, _), (basis_spread, basis_moved) = run(PixelSpace()), run(basis)
+    assert pixel_spread > 20  # per-channel steps drift apart
+    assert basis_spread < 1 and basis_moved > 3  # the grey axis moved, the colour axes did not
+    noise = basis.noise((4, 3, 16, 16), torch.Generator().manual_seed(0))
+    assert colour_spread((noise * 255).round().to(torch.uint8)) < 1 and noise.std() > 0.1
+
+
+def test_the_data_basis_runs_in_the_distiller_and_refuses_a_generator(tmp_path, tiny_teacher, small_train):
+    args = DistillationArguments(
+        output_dir=str(tmp_path / "run"),
+        images_per_class=2,
+        iterations=3,
+        batch_size=10,
+        disable_tqdm=True,
+        soft_label_epochs=0,
+        research_options={"pixel_basis": "data"},
+    )
+    distiller = Distiller(tiny_teacher, args, small_train)
+    distiller.distill()
+    assert distiller.metrics["moved_from_start"] > 0
+    with pytest.raises(ValueError, match="pixel_basis='data' re-parameterises the pixels"):
+        DistillationArguments(output_dir=str(tmp_path / "g"), generator="g", research_options={"pixel_basis": "data"})
+    with pytest.raises(ValueError, match="pixel_basis='rgb' is not one of"):
+        DistillationArguments(output_dir=str(tmp_path / "g"), research_options={"pixel_basis": "rgb"})

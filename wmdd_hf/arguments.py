@@ -29,6 +29,7 @@ BarycenterWeights = Literal["learned", "uniform"]
 BarycenterSolver = Literal["exact", "sinkhorn"]
 StatisticsView = Literal["clean", "augmented"]
 FeaturePool = Literal["none", "avg"]
+PixelBasis = Literal["channels", "data"]
 assert get_args(FeaturePool) == FEATURE_POOLS
 #: What a run folder written before an argument existed was run with, where that is not the argument's current
 #: default (resume compares a missing key with this value, so a changed default never passes for the old behaviour).
@@ -110,7 +111,8 @@ class ResearchOptions:
             ``barycenter_damping``.
         Synthesis: ``feature_loss``, ``bn_loss``, ``crop_scale_min``, ``loss_scale``, ``feature_norm``,
             ``first_bn_multiplier``, ``ce_weight``, ``jitter``, ``roll``, ``crop_milestone``, ``keep_best``,
-            ``feature_view``, ``tv_weight``, ``l2_weight``, ``input_weight``, ``patch_grid``, ``patch_candidates``.
+            ``feature_view``, ``tv_weight``, ``l2_weight``, ``input_weight``, ``pixel_basis``, ``patch_grid``,
+            ``patch_candidates``.
     """
 
     # --- Teacher features and barycenters ---------------------------------------------------------------------
@@ -194,6 +196,15 @@ class ResearchOptions:
             "covariance of the teacher's input (pixels in [0, 1]) to the real class's, so grey data stays grey."
         },
     )
+    pixel_basis: PixelBasis = field(
+        default="channels",
+        metadata={
+            "help": "'channels': Adam steps on each pixel channel; 'data': on the coordinates of the real data's "
+            "colour basis (principal axes of the channel covariance, scaled by their standard deviations), so a "
+            "step is the learning rate in units of the data's spread and colours the data never varies in stay "
+            "put (wmdd_hf.generators.DataBasisSpace)."
+        },
+    )
     patch_grid: int = field(default=2, metadata={"help": "init='patches': a grid x grid mosaic per image."})
     patch_candidates: int = field(
         default=8, metadata={"help": "init='patches': real images nearest to each point whose crops compete."}
@@ -201,7 +212,12 @@ class ResearchOptions:
 
     def __post_init__(self):
         _check_choices(
-            self, {"statistics_view": get_args(StatisticsView), "barycenter_weights": get_args(BarycenterWeights)}
+            self,
+            {
+                "statistics_view": get_args(StatisticsView),
+                "barycenter_weights": get_args(BarycenterWeights),
+                "pixel_basis": get_args(PixelBasis),
+            },
         )
         if self.barycenter_iterations < 1:
             raise ValueError(f"barycenter_iterations={self.barycenter_iterations} must be at least 1.")
@@ -422,6 +438,11 @@ class DistillationArguments:
                 f"max_features_per_class={self.max_features_per_class} is below images_per_class="
                 f"{self.images_per_class}: a class needs at least as many kept features as barycenter points "
                 "(and real images to start from with init='real'). Raise the cap or lower images_per_class."
+            )
+        if self.generator is not None and self.research.pixel_basis != "channels":
+            raise ValueError(
+                f"pixel_basis={self.research.pixel_basis!r} re-parameterises the pixels, but with generator= the "
+                "autoencoder's latents are optimised instead: drop one of the two."
             )
         self.synthesis_config()  # the synthesis options and their combinations are checked there, once
 

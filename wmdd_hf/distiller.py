@@ -324,6 +324,8 @@ class Distiller:
         acc, a = self.accelerator, self.args
         if a.torch_compile:  # in place: module names, and so the norm-layer statistics' keys, stay the same
             self.teacher.model.compile(backend=a.torch_compile_backend)
+        if a.research.pixel_basis == "data":  # the data's colour basis, from this pass's input moments
+            self.image_space = self._data_basis(stats)
         wanted = a.research.bn_loss != "none" or a.research.input_weight > 0
         targets = NormTargets.from_moments(stats.norms, a.research.bn_loss, stats.inputs) if wanted else None
         batches = self.class_batches()
@@ -429,9 +431,12 @@ class Distiller:
             return torch.stack(out)
         if init == "real":
             return real([r for k in classes for r in nearest_real_rows(stats, bary, k, m)])
+        shape = (len(classes) * m, spec.channels, *spec.size)
+        if hasattr(self.image_space, "noise"):  # noise drawn in the data's colour basis (pixel_basis="data")
+            return self.image_space.noise(shape, generator)
         mean = self.teacher.mean.cpu().view(1, -1, 1, 1)
         std = self.teacher.std.cpu().view(1, -1, 1, 1)
-        noise = torch.randn(len(classes) * m, spec.channels, *spec.size, generator=generator)
+        noise = torch.randn(*shape, generator=generator)
         return (mean + std * noise).clamp(0, 1)
 
     def init_kind(self) -> str:
@@ -664,6 +669,16 @@ class Distiller:
     @property
     def _progress(self) -> bool:
         return self.accelerator.is_main_process and not self.args.disable_tqdm
+
+    def _data_basis(self, stats: ClassStatistics):
+        from .generators import DataBasisSpace
+
+        if stats.inputs is None:
+            raise ValueError(
+                "pixel_basis='data' needs the pass's input statistics, which this run's statistics.pt lacks (saved "
+                "before they were collected): rerun with --overwrite_output_dir True, or into a new --output_dir."
+            )
+        return DataBasisSpace.from_moments(stats.inputs, self.teacher.spec.channels)
 
     def _image_space(self):
         """Pixels, or the latents of ``args.generator`` (checked against the teacher's input now)."""

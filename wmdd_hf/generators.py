@@ -1,6 +1,8 @@
 """Where synthesis optimises: pixels, or the latents of a ``diffusers`` autoencoder.
 
 :class:`PixelSpace` (the default) optimises the pixels themselves, clamped to [0, 1] after every step.
+:class:`DataBasisSpace` (``research_options={"pixel_basis": "data"}``) optimises them in the real data's colour
+basis, so that an Adam step moves each principal colour axis by the learning rate times its standard deviation.
 :class:`LatentSpace` optimises the latents ``z`` of an ``AutoencoderKL`` (a folder or a Hub id, ``generator=``) and
 renders ``images = (decode(z) + 1) / 2`` clamped to [0, 1], so every image the teacher sees is one the decoder can
 make: the synthesis stays near the data the autoencoder was trained on. The start is the encoding (the posterior
@@ -35,6 +37,58 @@ class PixelSpace:
     def project(self, leaf: torch.Tensor) -> None:
         """After every optimiser step: pixels back into [0, 1]."""
         leaf.clamp_(0.0, 1.0)
+
+
+class DataBasisSpace:
+    """Optimise pixels in the real data's colour basis: per pixel ``x = mean + A z`` with ``A = U diag(s)``, where
+    ``U`` and ``s^2`` are the eigenvectors and eigenvalues of the training pixels' channel covariance (each ``s``
+    floored at 1e-3 of the largest, so the map stays invertible).
+
+    Adam moves every coordinate of ``z`` by about the learning rate a step, so a principal colour axis moves by the
+    learning rate times its standard deviation: a colour the data never varies in stays where it started (every
+    colour, for grey images stored as RGB), and one learning rate means the same relative step on data of any
+    contrast. 1 channel: ``z = (x - mean) / std``. The leaf is ``z (B, C, H, W)``; images are clamped to [0, 1]
+    after every step, as pixels are.
+    """
+
+    def __init__(self, mean: torch.Tensor, covariance: torch.Tensor):
+        eigenvalues, vectors = torch.linalg.eigh(covariance.double())
+        s = eigenvalues.clamp_min(0).sqrt()
+        s = s.clamp_min(1e-3 * float(s.max().clamp_min(1e-12)))
+        self.mean = mean.double().flatten()
+        self.basis = vectors * s  # (C, C): x - mean = basis @ z
+        self.inverse = (vectors / s).T  # z = inverse @ (x - mean)
+        self.std = s
+
+    @classmethod
+    def from_moments(cls, inputs, channels: int) -> DataBasisSpace:
+        """From the pass's input moments (:attr:`wmdd_hf.statistics.ClassStatistics.inputs`), pooled over classes."""
+        from .statistics import channel_covariance
+
+        mean, covariance = channel_covariance(inputs.pooled(), channels)
+        return cls(mean[0], covariance[0])
+
+    def _map(self, matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("dc,bchw->bdhw", matrix.to(x.device, x.dtype), x)
+
+    def start(self, images: torch.Tensor) -> torch.Tensor:
+        """``z`` of initial images in [0, 1]."""
+        mean = self.mean.to(images.device, images.dtype).view(1, -1, 1, 1)
+        return self._map(self.inverse, images.detach() - mean).contiguous()
+
+    def render(self, z: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, C, H, W)``, differentiable in ``z``."""
+        return self._map(self.basis, z) + self.mean.to(z.device, z.dtype).view(1, -1, 1, 1)
+
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        """A noise start in [0, 1] drawn in this basis: the data's mean plus one standard deviation of noise along
+        each principal colour axis (grey noise for grey data)."""
+        return self.render(torch.randn(shape, generator=generator, dtype=torch.float64)).float().clamp(0, 1)
+
+    @torch.no_grad()
+    def project(self, z: torch.Tensor) -> None:
+        """After every optimiser step: the images back into [0, 1], and ``z`` to match them."""
+        z.copy_(self.start(self.render(z).clamp(0.0, 1.0)))
 
 
 class LatentSpace:

@@ -121,6 +121,20 @@ def input_channels(pixels: torch.Tensor) -> torch.Tensor:
     return torch.cat([pixels, torch.stack(pairs, 1)], 1) if pairs else pixels
 
 
+def channel_covariance(inputs: NormMoments, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse of :func:`input_channels`' summary: moments ``(K, C + C(C-1)/2)`` of the channels and their
+    pairwise differences -> ``(mean (K, C), covariance (K, C, C))`` in float64, with
+    ``cov_ij = (var_i + var_j - var(x_i - x_j)) / 2``."""
+    var = inputs.var
+    cov = torch.diag_embed(var[:, :channels])
+    pair = channels
+    for i in range(channels):
+        for j in range(i + 1, channels):
+            cov[:, i, j] = cov[:, j, i] = (var[:, i] + var[:, j] - var[:, pair]) / 2
+            pair += 1
+    return inputs.mean[:, :channels], cov
+
+
 @dataclass
 class ClassStatistics:
     """What the one pass produces.

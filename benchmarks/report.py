@@ -2,6 +2,7 @@
 
     python benchmarks/report.py                    # rewrites every generated file below
     python benchmarks/report.py --print headline   # or regimes, or results: prints one of them instead
+    python benchmarks/report.py --results benchmarks/results/fashion_mnist_rgb32.json   # the second teacher's
 
 Writes:
 * ``benchmarks/results/fashion_mnist.md`` (RESULTS): every row, grouped by protocol, each named by its declared
@@ -100,13 +101,17 @@ def images_add(row: dict, rows: list[dict]) -> float | None:
     return None
 
 
-def regimes(results: dict, ipc: int = 10) -> str:
+def regimes(results: dict, ipc: int = 10, colour: bool = False) -> str:
     """One line per set at ``ipc``, one cell per label regime: top-1 % and, in brackets, what the images add
-    (the set's accuracy minus the random subset's under the same protocol, in points)."""
+    (the set's accuracy minus the random subset's under the same protocol, in points). ``colour``: a last column
+    with the set's colour spread (a synthesised set's from its rows, 0 for real images)."""
     rows = results["results"]
     lines = [
-        f"| set (IPC {ipc}) | " + " | ".join(title for title, _, _ in REGIMES) + " |",
-        "|---|" + "---|" * len(REGIMES),
+        f"| set (IPC {ipc}) | "
+        + " | ".join(title for title, _, _ in REGIMES)
+        + " |"
+        + (" colour spread |" if colour else ""),
+        "|---|" + "---|" * (len(REGIMES) + colour),
     ]
     for method in [m for m, _ in ORDER if m in REGIME_SETS]:
         cells = []
@@ -120,8 +125,20 @@ def regimes(results: dict, ipc: int = 10) -> str:
             else:
                 cells.append(f"{100 * row['acc_mean']:.2f} ({100 * (row['acc_mean'] - base['acc_mean']):+.2f})")
         if any(c != "—" for c in cells):
+            if colour:
+                spread = [
+                    r["colour_spread"]
+                    for r in rows
+                    if r["method"] == method and r["ipc"] == ipc and r.get("colour_spread") is not None
+                ]
+                cells.append(f"{spread[0]:.2f}" if spread else "—" if method.startswith("wmdd") else "0")
             lines.append(f"| {label(method, ipc)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def second_teacher(results: dict, ipc: int = 10) -> str:
+    """The regimes table of the second teacher family's benchmark, with each set's colour spread."""
+    return regimes(results, ipc, colour=True)
 
 
 def twins(rows: list[dict], ipc: int) -> dict[str, list[str]]:
@@ -333,23 +350,33 @@ def replace_block(text: str, name: str, table_text: str) -> str:
     return re.sub(pattern, lambda m: m.group(1) + table_text + "\n" + m.group(3), text, count=1, flags=re.S)
 
 
+#: The generated blocks of the other benchmarks (benchmarks/run_experiments.py BENCHMARKS), by dataset.
+OTHER_BLOCKS = {"fashion_mnist_rgb32": (("docs/results.md", "second teacher", second_teacher),)}
+
+
 def write_all(results: dict, root: Path = ROOT) -> None:
-    """Every generated file: RESULTS, the figure and the README and docs blocks."""
-    (root / "benchmarks" / "results" / "fashion_mnist.md").write_text(results_markdown(results))
-    for file, name, make in BLOCKS:
+    """Every generated file of one benchmark: its RESULTS and, for the main one, the figure and the README and docs
+    blocks; for another, its own block of docs/results.md."""
+    dataset = results.get("dataset", "fashion_mnist")
+    (root / "benchmarks" / "results" / f"{dataset}.md").write_text(results_markdown(results))
+    for file, name, make in BLOCKS if dataset == "fashion_mnist" else OTHER_BLOCKS.get(dataset, ()):
         path = root / file
         path.write_text(replace_block(path.read_text(), name, make(results)))
-    headline_figure(results, root / "benchmarks" / "results" / "headline.png")
+    if dataset == "fashion_mnist":
+        headline_figure(results, root / "benchmarks" / "results" / "headline.png")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=RESULTS / "fashion_mnist.json")
-    parser.add_argument("--print", choices=["headline", "regimes", "scores", "results"], help="Print one instead.")
+    parser.add_argument(
+        "--print", choices=["headline", "regimes", "scores", "results", "second_teacher"], help="Print one instead."
+    )
     args = parser.parse_args()
     results = json.loads(args.results.read_text())
     if args.print:
         parts = {"headline": headline, "regimes": regimes, "scores": scores_table, "results": results_markdown}
+        parts["second_teacher"] = second_teacher
         print(parts[args.print](results))
     else:
         write_all(results)

@@ -479,6 +479,20 @@ def test_the_report_writes_results_the_figure_and_the_readme_blocks_from_the_row
     assert "stale" not in (tmp_path / "docs" / "results.md").read_text()
     assert (tmp_path / "benchmarks" / "results" / "headline.png").read_bytes()[:4] == b"\x89PNG"
 
+    # the second teacher's report writes its own file and block, never the main ones
+    main_md = (tmp_path / "benchmarks" / "results" / "fashion_mnist.md").read_text()
+    rgb_wmdd = {**row("wmdd_init_real", "hard", 0.80), "colour_spread": 12.5}
+    rgb = {"dataset": "fashion_mnist_rgb32", "results": [rgb_wmdd, row("random", "hard", 0.70)]}
+    (tmp_path / "docs" / "results.md").write_text(
+        "<!-- second teacher table: cmd -->\nstale\n<!-- end of the second teacher table -->\n"
+    )
+    report.write_all(rgb, root=tmp_path)
+    assert (tmp_path / "benchmarks" / "results" / "fashion_mnist.md").read_text() == main_md
+    assert "12.50" in (tmp_path / "benchmarks" / "results" / "fashion_mnist_rgb32.md").read_text()
+    block = (tmp_path / "docs" / "results.md").read_text()
+    assert "| — | 80.00 (+10.00) | — | — | 12.50 |" in block
+    assert "| random | — | 70.00 | — | — | 0 |" in block
+
 
 def test_every_results_row_is_a_declared_experiment_and_every_experiment_is_one_row(tmp_path):
     import json

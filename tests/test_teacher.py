@@ -95,3 +95,6 @@ def test_validation_size_keeps_the_benchmarks_validation_part_away_from_the_teac
     np.testing.assert_allclose(teacher.data_config["mean"], pixels.mean((0, 1, 2)), atol=1e-5)
     meta = json.loads((out / "wmdd_hf.json").read_text())
     assert "less its 4-image validation part" in meta["trained_on"]
+    command = meta["command"].split()
+    assert command[:2] == ["python", "examples/train_teacher.py"]
+    assert command[command.index("--validation_size") + 1] == "4" and "--batch_size" not in command

@@ -136,11 +136,24 @@ def train_teacher(args: TeacherTrainingArguments) -> dict:
                 "dataset": args.dataset,
                 "normalization": {"mean": mean, "std": std, "from": _trained_on(args)},
                 "trained_on": _trained_on(args),
+                "command": training_command(args),
                 "num_processes": accelerator.num_processes,
                 **result,
             },
         )
     return result
+
+
+def training_command(args: TeacherTrainingArguments) -> str:
+    """The ``examples/train_teacher.py`` command that trains this teacher again: a flag for every argument that is
+    not at its default (``img_size`` when the data chose it is left to the data again)."""
+    defaults = TeacherTrainingArguments()
+    flags = [
+        f"--{f.name} {getattr(args, f.name)}"
+        for f in dataclasses.fields(args)
+        if getattr(args, f.name) != getattr(defaults, f.name) and f.name != "img_size"
+    ]
+    return " ".join(["python examples/train_teacher.py", *flags])
 
 
 def _trained_on(args: TeacherTrainingArguments) -> str:

@@ -324,7 +324,10 @@ class DistillationArguments:
     )
     learning_rate: float = field(
         default=_synthesis_default("learning_rate"),
-        metadata={"help": "Adam learning rate on pixels in [0, 1] (cosine decay)."},
+        metadata={
+            "help": "Adam learning rate (cosine decay): on pixels in [0, 1]; in units of the data's spread with "
+            "research option pixel_basis='data'; on the latents with generator."
+        },
     )
     bn_weight: float = field(
         default=_synthesis_default("bn_weight"),

@@ -37,11 +37,11 @@ BENCHMARKS = {
         "--dataset",
         "fashion_mnist_rgb32",
         "--teacher",
-        str(HERE.parent / "checkpoints" / "fashion-mnist-rgb32-resnet18"),
+        "checkpoints/fashion-mnist-rgb32-resnet18",
         "--budget_from",
-        str(HERE / "results" / "fashion_mnist.json"),
+        "benchmarks/results/fashion_mnist.json",
     ],
-}
+}  # paths from the repository root, where the runner runs its commands (so the results file's commands read so)
 EXPERIMENTS = HERE / "fashion_mnist" / "experiments"
 RESULTS = HERE / "results" / "fashion_mnist.json"
 
@@ -197,7 +197,7 @@ def main() -> None:
     for experiment in todo if args.run else []:
         cmd = command(experiment, args.results, args.work_dir, args.device, args.quality_args, args.benchmark)
         print("+", shlex.join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, cwd=HERE.parent)
 
 
 if __name__ == "__main__":

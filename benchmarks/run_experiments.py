@@ -178,7 +178,8 @@ def main() -> None:
     p.add_argument("--quality_args", default="", help="More benchmarks/quality.py flags for every command.")
     p.add_argument("--declare", action="store_true", help="Write an experiment file for every undeclared row.")
     args = p.parse_args()
-    args.results = args.results or results_file(args.benchmark)
+    args.results = (args.results or results_file(args.benchmark)).resolve()  # the commands run from the root
+    args.work_dir = str(Path(args.work_dir).resolve()) if args.work_dir else None
     folder = experiments_folder(args.benchmark)
     rows = json.loads(args.results.read_text())["results"] if args.results.exists() else []
     if args.declare:

@@ -38,7 +38,6 @@ from wmdd_hf.checkpoint import atomic_write_text  # noqa: E402
 from wmdd_hf.checkpoint import load as load_checkpoint  # noqa: E402
 from wmdd_hf.evaluation import EvaluationConfig, _as_tensors, evaluate_distilled, with_soft_labels  # noqa: E402
 from wmdd_hf.hub import load_distilled  # noqa: E402
-from wmdd_hf.statistics import ClassStatistics  # noqa: E402
 from wmdd_hf.visualization import save_accuracy_curve  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -190,15 +189,25 @@ def curves_dir(args) -> Path:
 
 
 def distil(method: str, ipc: int, args, teacher, train, work: Path) -> tuple[object, float, dict]:
-    feature_loss, bn_loss = SYNTHESIS[method]
     out = set_folder(work, method, ipc, args.overrides)
     if (out / "distilled" / "wmdd_hf.json").exists() and not (out / "run_config.json").exists():
         # a finished set brought back without its run folder (e.g. from the lent GPU): train on that very set
         dataset, _, metadata = load_distilled(str(out / "distilled"))
         print(f"reusing the finished set {out / 'distilled'}", flush=True)
         return dataset, 0.0, metadata.get("metrics", {})
-    shared = work / statistics_file(args.overrides)
-    reuse_statistics(shared, out)
+    start = time.time()
+    distiller = set_distiller(method, ipc, args, teacher, train, work)
+    distilled = distiller.distill()
+    share_statistics(out, work / statistics_file(args.overrides))
+    return distilled, time.time() - start, distiller.metrics
+
+
+def set_distiller(method: str, ipc: int, args, teacher, train, work: Path) -> Distiller:
+    """The Distiller of ``method``'s set at ``ipc`` with this command's synthesis options, in its set folder, which
+    starts from the shared statistics pass when there is one (the pass does not depend on the synthesis)."""
+    feature_loss, bn_loss = SYNTHESIS[method]
+    out = set_folder(work, method, ipc, args.overrides)
+    reuse_statistics(work / statistics_file(args.overrides), out)
     d_args = distillation_arguments(
         output_dir=str(out),
         images_per_class=ipc,
@@ -208,11 +217,7 @@ def distil(method: str, ipc: int, args, teacher, train, work: Path) -> tuple[obj
         disable_tqdm=True,
         **args.overrides,
     )
-    start = time.time()
-    distiller = Distiller(teacher, d_args, train)
-    distilled = distiller.distill()
-    share_statistics(out, shared)
-    return distilled, time.time() - start, distiller.metrics
+    return Distiller(teacher, d_args, train)
 
 
 def set_folder(work: Path, method: str, ipc: int, overrides: dict) -> Path:
@@ -231,20 +236,18 @@ def build_set(method: str, ipc: int, args, teacher, train, work: Path):
 
 
 def selected_rows(method: str, ipc: int, args, teacher, train, work: Path) -> list[int]:
-    """Training rows (in order) that the selection ``method`` picks at ``ipc``."""
+    """Training rows (in order) that the selection ``method`` picks at ``ipc``: from the shared statistics pass and,
+    for ``barycenter_nearest_real``, the wmdd set's barycenters. Only those two stages of the wmdd run are computed
+    (or read back); a selection never waits for a synthesis."""
     if method not in SELECTIONS:
         raise SystemExit(f"unknown method {method}")
-    if not (work / "statistics.pt").exists() or method == "barycenter_nearest_real":
-        distil("wmdd", ipc, args, teacher, train, work)
-    stats_file = work / "statistics.pt"  # the clean pass; with augmented statistics, that run's own file
-    if not stats_file.exists() or method == "barycenter_nearest_real":
-        stats_file = set_folder(work, "wmdd", ipc, args.overrides) / "statistics.pt"
-    stats = ClassStatistics.load(stats_file)
-    bary = (
-        load_checkpoint(set_folder(work, "wmdd", ipc, args.overrides) / "barycenters.pt")
-        if method.startswith("bary")
-        else None
-    )
+    distiller = set_distiller("wmdd", ipc, args, teacher, train, work)
+    stats = distiller.compute_statistics()
+    share_statistics(set_folder(work, "wmdd", ipc, args.overrides), work / statistics_file(args.overrides))
+    bary = None
+    if method.startswith("bary"):
+        distiller.compute_barycenters(stats)  # written to its barycenters.pt, whose state select_rows reads
+        bary = load_checkpoint(set_folder(work, "wmdd", ipc, args.overrides) / "barycenters.pt")
     return select_rows(stats, method, ipc, seed=0, barycenters=bary)
 
 

@@ -633,3 +633,18 @@ def test_the_results_table_shows_the_colour_spread_only_where_a_set_drifted_into
     assert text.startswith("# Fashion-MNIST as RGB 32 px benchmark")
     cells = {line.split(" | ")[0][2:]: [c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()}
     assert cells["wmdd-ipc10-hard"][9] == "2.50" and cells["random-ipc10-hard"][9] == "—"
+
+
+def test_a_selection_computes_the_statistics_pass_and_barycenters_but_never_a_synthesis(
+    tmp_path, tiny_teacher, small_train
+):
+    from types import SimpleNamespace
+
+    quality = _load("quality")
+    args = SimpleNamespace(overrides={})
+    herding = quality.selected_rows("herding", 2, args, tiny_teacher, small_train, tmp_path)
+    nearest = quality.selected_rows("barycenter_nearest_real", 2, args, tiny_teacher, small_train, tmp_path)
+    assert len(herding) == len(nearest) == 20 and len(set(herding)) == 20
+    folder = quality.set_folder(tmp_path, "wmdd", 2, {})
+    assert (tmp_path / "statistics.pt").exists() and (folder / "barycenters.pt").exists()
+    assert not (folder / "synthetic").exists() and not (folder / "distilled").exists()

@@ -1,4 +1,4 @@
-"""The quality benchmark's results file (benchmarks/results/fashion_mnist.json): rows merge into it, their
+"""A quality benchmark's results file (benchmarks/results/<dataset>.json): rows merge into it, their
 DD-Ranking scores follow, and RESULTS (fashion_mnist.md, benchmarks/report.py) is rewritten beside it. Run as a
 script, it merges the results files of parts measured side by side (lanes: copies of the main file, each measuring
 other rows) into the main file and benchmarks/results/sweep.json.
@@ -147,19 +147,27 @@ def merge_sweep(target: Path, part: dict) -> None:
 
 
 def main() -> None:
-    quality, sweep = RESULTS / "fashion_mnist.json", RESULTS / "sweep.json"
+    sweep = RESULTS / "sweep.json"
     import shutil
 
+    targets = set()
     for path in sys.argv[1:]:
-        for png in sorted((Path(path).parent / "curves").glob("*.png")):  # a part's curves, beside its file
-            (RESULTS / "curves").mkdir(exist_ok=True)
-            shutil.copy(png, RESULTS / "curves" / png.name)
         part = json.loads(Path(path).read_text())
+        dataset = part.get("dataset", "fashion_mnist")  # each benchmark's parts merge into its own file
+        curves = "curves" if dataset == "fashion_mnist" else f"curves-{dataset}"
+        for png in sorted((Path(path).parent / curves).glob("*.png")):  # a part's curves, beside its file
+            (RESULTS / curves).mkdir(exist_ok=True)
+            shutil.copy(png, RESULTS / curves / png.name)
         if "points" in part:
             merge_sweep(sweep, part)
         elif "results" in part:
+            quality = RESULTS / f"{dataset}.json"
+            if not quality.exists():
+                quality.write_text(json.dumps({**part, "results": []}, indent=2))
             merge_quality(quality, part)
-    drop_stale_rows(quality)
+            targets.add(quality)
+    for quality in targets:
+        drop_stale_rows(quality)
 
 
 if __name__ == "__main__":

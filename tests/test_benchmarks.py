@@ -648,3 +648,23 @@ def test_a_selection_computes_the_statistics_pass_and_barycenters_but_never_a_sy
     folder = quality.set_folder(tmp_path, "wmdd", 2, {})
     assert (tmp_path / "statistics.pt").exists() and (folder / "barycenters.pt").exists()
     assert not (folder / "synthetic").exists() and not (folder / "distilled").exists()
+
+
+def test_a_second_benchmarks_part_merges_into_its_own_results_file(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    merge = _load("merge_results")
+    monkeypatch.setattr(merge, "RESULTS", tmp_path)
+    grey = {"results": [_row("random", 10, 0.70, 1200)], "protocol": {"steps": {"10": 1200}}}
+    (tmp_path / "fashion_mnist.json").write_text(json.dumps(grey))
+    part = {"dataset": "fashion_mnist_rgb32", "results": [_row("wmdd", 10, 0.75, 1200, device="cpu")]}
+    part["protocol"] = {"steps": {"10": 1200}, "steps_from": "benchmarks/results/fashion_mnist.json"}
+    (tmp_path / "part").mkdir()
+    (tmp_path / "part" / "part.json").write_text(json.dumps(part))
+    monkeypatch.setattr(sys, "argv", ["merge_results.py", str(tmp_path / "part" / "part.json")])
+    merge.main()
+    assert json.loads((tmp_path / "fashion_mnist.json").read_text()) == grey  # the grey file is untouched
+    rgb = json.loads((tmp_path / "fashion_mnist_rgb32.json").read_text())
+    assert [r["method"] for r in rgb["results"]] == ["wmdd"] and rgb["dataset"] == "fashion_mnist_rgb32"
+    assert (tmp_path / "fashion_mnist_rgb32.md").read_text().startswith("# Fashion-MNIST as RGB 32 px")

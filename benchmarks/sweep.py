@@ -214,7 +214,13 @@ def group_of(row: dict) -> tuple:
 
 
 def render(results: dict) -> str:
-    lines = ["# Synthesis sweep (validation accuracy)", "", *[f"- `{c}`" for c in results.get("commands", [])], ""]
+    datasets = sorted({r.get("dataset", "fashion_mnist") for r in results["points"]})
+    title = "# Synthesis sweep (validation accuracy)" + (
+        "" if datasets == ["fashion_mnist"] else f": {', '.join(datasets)}"
+    )
+    lines = [title, "", *[f"- `{c}`" for c in results.get("commands", [])], ""]
+    teachers = sorted({r["teacher"] for r in results["points"] if "teacher" in r and datasets != ["fashion_mnist"]})
+    lines += [f"Teacher: `{', '.join(teachers)}`.", ""] if teachers else []
     lines += [f"Protocol: `{json.dumps(results.get('protocol', {}))}`", ""]
     for ipc in sorted({r["ipc"] for r in results["points"]}):
         rows = sorted(

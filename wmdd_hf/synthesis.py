@@ -205,6 +205,19 @@ def image_prior(pixels: torch.Tensor, tv_weight: float, l2_weight: float) -> tor
     return tv_weight * tv + l2_weight * pixels.pow(2).mean()
 
 
+def class_mixing(
+    classes: torch.Tensor, slots: torch.Tensor, weights: torch.Tensor, per_class: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mixing (G, B), group (B,))``: ``mixing[g, b]`` the weight of image b in group g and each image's group.
+    ``per_class``: one group per class slot with the barycenter weights; else one group, every image weighted
+    equally (the batch statistics)."""
+    if per_class:
+        mixing = torch.zeros(len(classes), len(slots), device=weights.device)
+        mixing[slots, torch.arange(len(slots), device=weights.device)] = weights
+        return mixing, slots
+    return torch.full((1, len(slots)), 1.0 / len(slots), device=weights.device), torch.zeros_like(slots)
+
+
 class InputStatisticsLoss:
     """The input-statistics term: the teacher's input treated as one more norm layer. For each class of the batch,
     the w-weighted moments of the view's channels and of their pairwise differences
@@ -225,13 +238,7 @@ class InputStatisticsLoss:
         device, self.config = weights.device, config
         rows = classes if config.bn_loss != "global" else slice(None)
         self.mean, self.var = targets.input_mean.to(device)[rows], targets.input_var.to(device)[rows]
-        if config.bn_loss == "global":  # one group, every image weighted equally (the batch statistics)
-            self.mixing = torch.full((1, len(slots)), 1.0 / len(slots), device=device)
-            self.group = torch.zeros_like(slots)
-        else:  # mixing[g, b]: the weight of image b in class slot g
-            self.mixing = torch.zeros(len(classes), len(slots), device=device)
-            self.mixing[slots, torch.arange(len(slots), device=device)] = weights
-            self.group = slots
+        self.mixing, self.group = class_mixing(classes, slots, weights, per_class=config.bn_loss != "global")
 
     def value(self, view: torch.Tensor) -> torch.Tensor:
         """The term on the teacher's input ``view (B, C, H, W)`` of this step."""
@@ -278,13 +285,7 @@ class NormStatisticsLoss:
                 {n: targets.mean[n].to(device)[rows] for n in names},
                 {n: targets.var[n].to(device)[rows] for n in names},
             )
-            if config.bn_loss == "per_class":  # mixing[g, b]: the weight of image b in class slot g
-                self.mixing = torch.zeros(len(classes), len(slots), device=device)
-                self.mixing[slots, torch.arange(len(slots), device=device)] = weights
-                self.group = slots
-            else:  # one group, every image weighted equally (the batch statistics)
-                self.mixing = torch.full((1, len(slots)), 1.0 / len(slots), device=device)
-                self.group = torch.zeros_like(slots)
+            self.mixing, self.group = class_mixing(classes, slots, weights, per_class=config.bn_loss == "per_class")
 
     def __enter__(self) -> NormStatisticsLoss:
         self.handles = [m.register_forward_pre_hook(lambda mod, a, n=n: self._hook(mod, a, n)) for n, m in self.layers]
